@@ -1,0 +1,108 @@
+"""tokentrail: know, cap and cut what LLM applications spend.
+
+    import tokentrail
+    tokentrail.configure(project="shop")
+    chain.invoke(x, config={"callbacks": [tokentrail.langchain_handler(user_id="alice")]})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .context import attributes
+from .errors import BudgetExceeded, ConfigError, TokentrailError
+from .runtime import VERSION as __version__
+from .runtime import Tokentrail, get
+
+if TYPE_CHECKING:
+    from .budgets import Budget
+    from .instrumentation.langchain import TokentrailCallbackHandler
+
+__all__ = [
+    "Budget",
+    "BudgetExceeded",
+    "ConfigError",
+    "Tokentrail",
+    "TokentrailError",
+    "__version__",
+    "attributes",
+    "configure",
+    "flush",
+    "instrument_langchain",
+    "instrument_llamaindex",
+    "langchain_handler",
+    "shutdown",
+]
+
+
+def configure(
+    *,
+    clickhouse_url: str | None = None,
+    home: str | Path | None = None,
+    project: str | None = None,
+    environment: str | None = None,
+    budgets: Sequence[Any] = (),
+    prices: Any = None,
+    capture_content: bool | None = None,
+    service_name: str | None = None,
+    webhook_url: str | None = None,
+    config_file: str | None = None,
+) -> Tokentrail:
+    """Configure the default tokentrail instance. Each argument falls back to its environment
+    variable (TOKENTRAIL_CLICKHOUSE_URL, TOKENTRAIL_HOME, TOKENTRAIL_PROJECT, ...), then to
+    tokentrail.toml, then to the default. A bad value raises ConfigError (one line)."""
+    from . import runtime
+
+    return runtime.configure(
+        config_file=config_file,
+        clickhouse_url=clickhouse_url,
+        home=home,
+        project=project,
+        environment=environment,
+        budgets=tuple(budgets),
+        prices=prices,
+        capture_content=capture_content,
+        service_name=service_name,
+        webhook_url=webhook_url,
+    )
+
+
+def langchain_handler(**attribution: Any) -> TokentrailCallbackHandler:
+    """A LangChain callback handler; keyword arguments are attribution (user_id=, feature=, ...)."""
+    from .instrumentation.langchain import langchain_handler as make
+
+    return make(**attribution)
+
+
+def instrument_langchain() -> Any:
+    """Instrument every LangChain run in this process; returns an undo handle (also a context manager)."""
+    from .instrumentation.langchain import instrument_langchain as inst
+
+    return inst()
+
+
+def instrument_llamaindex() -> Any:
+    """Instrument LlamaIndex's root dispatcher; returns an undo handle (also a context manager)."""
+    from .instrumentation.llamaindex import instrument_llamaindex as inst
+
+    return inst()
+
+
+def flush(timeout_millis: int = 30000) -> bool:
+    """Export every finished span now (to the store, or to the spool for the embedded store)."""
+    return get().flush(timeout_millis)
+
+
+def shutdown() -> None:
+    """Flush and stop the default instance."""
+    get().shutdown()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Budget":
+        from .budgets import Budget
+
+        return Budget
+    raise AttributeError(f"module 'tokentrail' has no attribute {name!r}")

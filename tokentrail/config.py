@@ -1,0 +1,207 @@
+"""One configuration registry: argument, then environment variable, then tokentrail.toml, then default.
+
+Every value is checked here; a bad one raises ConfigError, one line naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILE_NAME = "tokentrail.toml"
+_URL_SCHEMES = ("http://", "https://", "chdb://")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,128}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one tokentrail instance.
+
+    Attributes:
+        clickhouse_url: `http(s)://user:pass@host:8123/db` for a ClickHouse server, `chdb:///path`
+            for an embedded store at a path, or None for the embedded store in `home`.
+        home: where the embedded store, the spool and the lock live (default ~/.tokentrail).
+        project: the default project every span is attributed to.
+        environment: the default environment (production, staging, ...), may be empty.
+        budgets: Budget objects (see tokentrail.budgets).
+        prices: price overrides by model name (see tokentrail.pricing).
+        capture_content: record prompts and completions on spans (off by default: privacy).
+        service_name: the OpenTelemetry service.name of the spans.
+        webhook_url: where budget alerts are POSTed, if anywhere.
+        config_file: the tokentrail.toml that was read, if any.
+    """
+
+    clickhouse_url: str | None = None
+    home: Path = field(default_factory=lambda: Path("~/.tokentrail").expanduser())
+    project: str = "default"
+    environment: str = ""
+    budgets: tuple[Any, ...] = ()
+    prices: Mapping[str, Any] = field(default_factory=dict)
+    capture_content: bool = False
+    service_name: str = "tokentrail-app"
+    webhook_url: str | None = None
+    config_file: Path | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.clickhouse_url is None or self.clickhouse_url.startswith("chdb://")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def embedded_path(self) -> Path:
+        """Directory of the embedded chdb store."""
+        if self.clickhouse_url and self.clickhouse_url.startswith("chdb://"):
+            rest = self.clickhouse_url[len("chdb://") :]
+            return Path(rest).expanduser()
+        return self.home / "store"
+
+
+# name -> (env var, kind)
+_FIELDS: dict[str, tuple[str | None, str]] = {
+    "clickhouse_url": ("TOKENTRAIL_CLICKHOUSE_URL", "url"),
+    "home": ("TOKENTRAIL_HOME", "path"),
+    "project": ("TOKENTRAIL_PROJECT", "name"),
+    "environment": ("TOKENTRAIL_ENVIRONMENT", "name_or_empty"),
+    "budgets": (None, "budgets"),
+    "prices": (None, "prices"),
+    "capture_content": ("TOKENTRAIL_CAPTURE_CONTENT", "bool"),
+    "service_name": ("OTEL_SERVICE_NAME", "name"),
+    "webhook_url": ("TOKENTRAIL_WEBHOOK_URL", "webhook"),
+}
+ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ConfigError("config_file", f"{p} does not exist", "fix the path or unset TOKENTRAIL_CONFIG")
+        return p
+    env = os.environ.get("TOKENTRAIL_CONFIG")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ConfigError("TOKENTRAIL_CONFIG", f"{p} does not exist", "fix the path or unset it")
+        return p
+    p = Path.cwd() / CONFIG_FILE_NAME
+    return p if p.is_file() else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), f"is not valid TOML ({e})", "fix the syntax") from None
+    # allow everything either at the top level or under [tokentrail]
+    if isinstance(data.get("tokentrail"), dict):
+        data = {**{k: v for k, v in data.items() if k != "tokentrail"}, **data["tokentrail"]}
+    allowed = set(_FIELDS) | {"dashboard"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"{path.name}: {key}", "is not a tokentrail setting", f"use one of {', '.join(sorted(allowed))}"
+            )
+    return data
+
+
+def _check(name: str, kind: str, value: Any, source: str) -> Any:
+    where = name if source == "argument" else f"{name} (from {source})"
+    if kind == "url":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not value.startswith(_URL_SCHEMES):
+            raise ConfigError(
+                where,
+                f"{value!r} is not a ClickHouse URL",
+                "use http(s)://user:pass@host:8123/db for a server or chdb:///path for the embedded store",
+            )
+        return value
+    if kind == "path":
+        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+            raise ConfigError(where, f"{value!r} is not a directory path", "give a directory such as ~/.tokentrail")
+        p = Path(value).expanduser()
+        if p.exists() and not p.is_dir():
+            raise ConfigError(where, f"{p} exists and is not a directory", "point it at a directory")
+        return p
+    if kind in ("name", "name_or_empty"):
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ConfigError(where, f"{value!r} is not a string", "give a short name such as 'checkout'")
+        if value == "" and kind == "name_or_empty":
+            return ""
+        if not _NAME_RE.match(value):
+            raise ConfigError(
+                where,
+                f"{value!r} is not a valid name",
+                "use 1-128 letters, digits and _ . : / @ + - (no spaces)",
+            )
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(where, f"{value!r} is not true or false", "use true or false")
+    if kind == "webhook":
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ConfigError(where, f"{value!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
+        return value
+    if kind == "prices":
+        from .pricing import parse_overrides
+
+        return parse_overrides(value)
+    if kind == "budgets":
+        if value is None:
+            return ()
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+            raise ConfigError(where, "must be a list of Budget objects", "pass budgets=[tokentrail.Budget(...), ...]")
+        try:
+            from .budgets import coerce_budgets
+        except ImportError:  # budgets not built yet
+            return tuple(value)
+        return tuple(coerce_budgets(value))
+    raise AssertionError(kind)  # pragma: no cover
+
+
+_UNSET: Any = object()
+
+
+def resolve(config_file: str | os.PathLike[str] | None = None, **arguments: Any) -> Settings:
+    """Resolve every setting: argument, environment variable, tokentrail.toml, default."""
+    for key in arguments:
+        if key not in _FIELDS:
+            raise ConfigError(key, "is not a configure() argument", f"use one of {', '.join(_FIELDS)}")
+    path = find_config_file(config_file)
+    file_values = read_config_file(path) if path else {}
+    values: dict[str, Any] = {}
+    for name, (env, kind) in _FIELDS.items():
+        arg = arguments.get(name, _UNSET)
+        if arg is not _UNSET and arg is not None and not (name in ("budgets",) and arg == ()):
+            values[name] = _check(name, kind, arg, "argument")
+        elif env and os.environ.get(env) is not None:
+            values[name] = _check(name, kind, os.environ[env], env)
+        elif name in file_values:
+            values[name] = _check(name, kind, file_values[name], path.name if path else "file")
+    values["config_file"] = path
+    return Settings(**values)

@@ -1,0 +1,142 @@
+"""Attribution: who and what spends. `attributes(...)` sets it for everything inside (contextvars)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from . import semconv
+
+FIELDS = ("project", "environment", "team", "feature", "user_id", "session_id", "tags")
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Attribution fields. Empty string / empty tuple means unset."""
+
+    project: str = ""
+    environment: str = ""
+    team: str = ""
+    feature: str = ""
+    user_id: str = ""
+    session_id: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    def merged(self, inner: Attribution) -> Attribution:
+        """Inner values win; tags accumulate (outer first, no duplicates)."""
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "tags":
+                if inner.tags:
+                    changes["tags"] = tuple(dict.fromkeys((*self.tags, *inner.tags)))
+            else:
+                v = getattr(inner, f.name)
+                if v:
+                    changes[f.name] = v
+        return replace(self, **changes) if changes else self
+
+    def span_attributes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.project:
+            out[semconv.PROJECT] = self.project
+        if self.environment:
+            out[semconv.ENVIRONMENT] = self.environment
+        if self.team:
+            out[semconv.TEAM] = self.team
+        if self.feature:
+            out[semconv.FEATURE] = self.feature
+        if self.user_id:
+            out[semconv.USER_ID] = self.user_id
+        if self.session_id:
+            out[semconv.SESSION_ID] = self.session_id
+            out[semconv.GEN_AI_CONVERSATION_ID] = self.session_id
+        if self.tags:
+            out[semconv.TAGS] = list(self.tags)
+        return out
+
+    def get(self, name: str) -> str:
+        return getattr(self, name) if name != "tags" else ",".join(self.tags)
+
+
+EMPTY = Attribution()
+_current: ContextVar[Attribution] = ContextVar("tokentrail_attribution", default=EMPTY)
+
+
+def _coerce(values: Mapping[str, Any]) -> Attribution:
+    kw: dict[str, Any] = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        if k not in FIELDS:
+            from .errors import ConfigError
+
+            raise ConfigError(k, "is not an attribution field", f"use one of {', '.join(FIELDS)}")
+        if k == "tags":
+            kw["tags"] = (v,) if isinstance(v, str) else tuple(str(t) for t in v)
+        else:
+            kw[k] = str(v)
+    return Attribution(**kw)
+
+
+def from_langchain(metadata: Mapping[str, Any] | None, tags: Iterable[str] | None) -> Attribution:
+    """Attribution carried on a LangChain run: metadata keys named like the fields, and tags."""
+    kw: dict[str, Any] = {}
+    if metadata:
+        for name in FIELDS:
+            if name == "tags":
+                continue
+            v = metadata.get(name) or metadata.get(f"tokentrail_{name}")
+            if v:
+                kw[name] = str(v)
+        # LangChain / Langfuse conventions for the same ideas
+        if "user_id" not in kw and metadata.get("langfuse_user_id"):
+            kw["user_id"] = str(metadata["langfuse_user_id"])
+        if "session_id" not in kw:
+            for key in ("langfuse_session_id", "thread_id", "conversation_id"):
+                if metadata.get(key):
+                    kw["session_id"] = str(metadata[key])
+                    break
+    if tags:
+        # LangChain adds its own "seq:step:N" tags to runs in a sequence: not the user's.
+        user_tags = tuple(t for t in tags if not t.startswith("seq:step:"))
+        if user_tags:
+            kw["tags"] = user_tags
+    return Attribution(**kw) if kw else EMPTY
+
+
+def current() -> Attribution:
+    return _current.get()
+
+
+@contextmanager
+def attributes(
+    *,
+    project: str | None = None,
+    environment: str | None = None,
+    team: str | None = None,
+    feature: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    tags: Iterable[str] | str | None = None,
+) -> Iterator[Attribution]:
+    """Attribute everything inside the block: `with tokentrail.attributes(user_id="bob"): ...`."""
+    inner = _coerce(
+        dict(
+            project=project,
+            environment=environment,
+            team=team,
+            feature=feature,
+            user_id=user_id,
+            session_id=session_id,
+            tags=tags,
+        )
+    )
+    merged = _current.get().merged(inner)
+    token = _current.set(merged)
+    try:
+        yield merged
+    finally:
+        _current.reset(token)

@@ -1,0 +1,123 @@
+"""What every integration does the same way: span names, usage and cost attributes, errors.
+
+LangChain and LlamaIndex hooks both call these, so a span means the same whichever made it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry.trace import Span, Status, StatusCode
+
+from .. import semconv as sc
+from ..context import Attribution
+from ..pricing import Cost, PriceBook
+from ..usage import Usage, usage_attributes
+
+MODEL_OPERATIONS = (sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_EMBEDDINGS)
+
+
+def span_name(operation: str, target: str | None) -> str:
+    """`{operation} {model}` for model calls, `execute_tool {name}` etc. (OTel GenAI)."""
+    return f"{operation} {target}" if target else operation
+
+
+def start_attributes(
+    *,
+    operation: str,
+    framework: str,
+    attribution: Attribution,
+    provider: str | None = None,
+    request_model: str | None = None,
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation, sc.FRAMEWORK: framework}
+    if provider:
+        attrs[sc.GEN_AI_PROVIDER_NAME] = provider
+    if request_model:
+        attrs[sc.GEN_AI_REQUEST_MODEL] = request_model
+    attrs.update(attribution.span_attributes())
+    return attrs
+
+
+def cost_attributes(cost: Cost) -> dict[str, Any]:
+    attrs: dict[str, Any] = {sc.COST_STATUS: cost.status}
+    # Decimal strings: OTel has no decimal type and a float would lose nano-dollars
+    if cost.total_usd is not None:
+        attrs[sc.COST_USD] = str(cost.total_usd)
+    if cost.input_usd is not None:
+        attrs[sc.COST_INPUT_USD] = str(cost.input_usd)
+    if cost.output_usd is not None:
+        attrs[sc.COST_OUTPUT_USD] = str(cost.output_usd)
+    return attrs
+
+
+def record_usage(
+    span: Span,
+    prices: PriceBook,
+    usage: Usage | None,
+    *,
+    model: str | None,
+    provider: str | None,
+    when: datetime | None = None,
+    response_model: str | None = None,
+) -> Cost:
+    """Set usage and cost on a model-call span; return the cost (for budgets)."""
+    priced_model = response_model or model
+    cost = prices.cost(usage, priced_model, provider, when or datetime.now(timezone.utc))
+    if cost.status == sc.COST_UNPRICED and response_model and model and response_model != model:
+        # a dated response model may be unknown where the requested alias is known
+        cost = prices.cost(usage, model, provider, when or datetime.now(timezone.utc))
+    attrs: dict[str, Any] = {}
+    if usage is not None:
+        attrs.update(usage_attributes(usage))
+    if response_model:
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
+    attrs.update(cost_attributes(cost))
+    span.set_attributes(attrs)
+    return cost
+
+
+def record_error(span: Span, error: BaseException) -> None:
+    span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
+    span.record_exception(error)
+
+
+# -- budgets -------------------------------------------------------------------------------
+# Integrations call these around a model call; tokentrail.budgets implements the manager:
+#   manager.reserve(attribution, model=, provider=, prompt_tokens=, max_output_tokens=) -> reservation | None
+#     (raises BudgetExceeded for a blocking budget; None when no budget matches)
+#   manager.settle(reservation, cost: Cost)   after the call, with the real cost
+#   manager.release(reservation)              on error before any usage is known
+
+
+def budget_reserve(
+    runtime: Any,
+    attribution: Attribution,
+    *,
+    model: str | None,
+    provider: str | None,
+    prompt_tokens: int,
+    max_output_tokens: int | None,
+) -> Any:
+    manager = runtime.budgets
+    if manager is None:
+        return None
+    return manager.reserve(
+        attribution,
+        model=model,
+        provider=provider,
+        prompt_tokens=prompt_tokens,
+        max_output_tokens=max_output_tokens,
+    )
+
+
+def budget_settle(runtime: Any, reservation: Any, cost: Cost) -> None:
+    if reservation is not None and runtime.budgets is not None:
+        runtime.budgets.settle(reservation, cost)
+
+
+def budget_release(runtime: Any, reservation: Any) -> None:
+    if reservation is not None and runtime.budgets is not None:
+        runtime.budgets.release(reservation)

@@ -1,0 +1,136 @@
+"""The tokentrail instance: settings, tracer, exporter, prices, budgets.
+
+Like logfire, module-level functions in `tokentrail` are bound to one default instance, created
+by `configure()` (or lazily, with defaults, on first use).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Tracer
+
+from . import config as config_mod
+from .config import Settings
+from .context import Attribution
+
+
+logger = logging.getLogger("tokentrail")
+
+VERSION = "0.1.0"
+
+
+class _OpenSpans(SpanProcessor):
+    """Counts spans started and not yet ended: a leak shows here."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        with self._lock:
+            self.open += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+class Tokentrail:
+    """One configured tokentrail: build with `tokentrail.configure()`."""
+
+    def __init__(self, settings: Settings, *, span_processors: tuple[SpanProcessor, ...] = ()) -> None:
+        from .exporters.clickhouse import ClickHouseSpanExporter
+
+        self.settings = settings
+        self.defaults = Attribution(project=settings.project, environment=settings.environment)
+        from .pricing import PriceBook
+
+        self.prices = PriceBook(settings.prices)
+        self.exporter = ClickHouseSpanExporter(settings)
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": settings.service_name})
+        )
+        self._open_spans = _OpenSpans()
+        self.provider.add_span_processor(self._open_spans)
+        self.processor = BatchSpanProcessor(self.exporter, schedule_delay_millis=1000)
+        self.provider.add_span_processor(self.processor)
+        for p in span_processors:
+            self.provider.add_span_processor(p)
+        self.tracer: Tracer = self.provider.get_tracer("tokentrail", VERSION)
+        self._budgets: Any = None
+        self._closed = False
+
+    @property
+    def open_spans(self) -> int:
+        return self._open_spans.open
+
+    @property
+    def budgets(self) -> Any:
+        """The budget manager, or None when no budget is configured."""
+        if self._budgets is None and self.settings.budgets:
+            from .budgets import BudgetManager
+
+            self._budgets = BudgetManager(self)
+        return self._budgets
+
+    def flush(self, timeout_millis: int = 30000) -> bool:
+        ok = self.provider.force_flush(timeout_millis)
+        if self._budgets is not None:
+            self._budgets.flush()
+        return ok
+
+    def shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._budgets is not None:
+                self._budgets.shutdown()
+            self.provider.shutdown()
+        except Exception:
+            logger.exception("tokentrail: error during shutdown")
+
+
+_default: Tokentrail | None = None
+_default_lock = threading.Lock()
+
+
+def configure(*, config_file: str | None = None, span_processors: tuple[SpanProcessor, ...] = (), **kwargs: Any) -> Tokentrail:
+    global _default
+    settings = config_mod.resolve(config_file=config_file, **kwargs)
+    new = Tokentrail(settings, span_processors=span_processors)
+    with _default_lock:
+        old, _default = _default, new
+    if old is not None:
+        old.shutdown()
+    return new
+
+
+def get() -> Tokentrail:
+    """The default instance; configured with defaults (env vars, tokentrail.toml) on first use."""
+    global _default
+    inst = _default
+    if inst is None:
+        with _default_lock:
+            if _default is None:
+                _default = Tokentrail(config_mod.resolve())
+            inst = _default
+    return inst
+
+
+def current_or_none() -> Tokentrail | None:
+    return _default
+
+
+@atexit.register
+def _shutdown_at_exit() -> None:
+    if _default is not None:
+        _default.shutdown()
