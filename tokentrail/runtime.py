@@ -9,6 +9,8 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import Context
@@ -67,6 +69,11 @@ class Tokentrail:
         self.tracer: Tracer = self.provider.get_tracer("tokentrail", VERSION)
         self._budgets: Any = None
         self._closed = False
+        # Wall clock in ns for span times and price dates; the demo and tests shift it.
+        self.clock: Callable[[], int] = time.time_ns
+
+    def now_ns(self) -> int:
+        return self.clock()
 
     @property
     def open_spans(self) -> int:

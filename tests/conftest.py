@@ -1,0 +1,49 @@
+"""Shared fixtures: every test gets its own tokentrail home (embedded store + spool)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import tokentrail
+from tokentrail import runtime
+from tokentrail.store import open_store
+
+# keep the developer's own config and env out of the tests
+for _var in list(os.environ):
+    if _var.startswith("TOKENTRAIL_"):
+        del os.environ[_var]
+
+
+@pytest.fixture
+def tt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "tt-home"
+    monkeypatch.setenv("TOKENTRAIL_HOME", str(home))
+    monkeypatch.chdir(tmp_path)  # no stray tokentrail.toml
+    return home
+
+
+@pytest.fixture
+def tt(tt_home: Path) -> Iterator[runtime.Tokentrail]:
+    """A configured default instance writing to a fresh embedded store."""
+    inst = tokentrail.configure(home=tt_home, project="test")
+    yield inst
+    inst.shutdown()
+    runtime._default = None
+
+
+def spans(inst: runtime.Tokentrail, where: str = "1") -> list[dict[str, Any]]:
+    """Flush, open the store (ingesting the spool) and return the spans as dicts, oldest first."""
+    inst.flush()
+    with open_store(inst.settings) as store:
+        res = store.query(f"SELECT * FROM tokentrail.spans WHERE {where} ORDER BY timestamp, name")
+        return [dict(zip(res.column_names, row)) for row in res.result_rows]
+
+
+@pytest.fixture
+def read_spans(tt: runtime.Tokentrail) -> Any:
+    return lambda where="1": spans(tt, where)
