@@ -1,0 +1,39 @@
+# tokentrail — `make demo` to see it, `make test` to check it. Both build .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: demo test lint bench install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[all]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-all
+
+install: $(VENV)/.installed-all
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/tokentrail demo
+
+test: install-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install-dev
+	$(BIN)/ruff check tokentrail tests bench examples
+
+bench: install-dev
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/budget_check.py
+	$(BIN)/python bench/dashboard_queries.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

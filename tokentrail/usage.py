@@ -1,0 +1,487 @@
+"""Token usage, normalised from whatever a provider or framework reports.
+
+One `Usage` shape for every provider, with OTel GenAI semantics:
+
+- ``input_tokens`` includes cached tokens (cache reads and cache writes),
+- ``output_tokens`` includes reasoning tokens,
+- ``cache_read_tokens``, ``cache_write_tokens`` and ``reasoning_tokens`` are subsets of those.
+
+Providers disagree about what their counts include (Anthropic and Bedrock leave cache tokens
+out of their input count, Gemini and xAI leave reasoning out of their output count). Each
+reader below adds what its provider leaves out, so nothing is counted twice or lost. Where a
+``total`` is reported it is used to tell the two conventions apart.
+
+No framework is imported here: LangChain objects are read by duck typing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import semconv as sc
+
+__all__ = [
+    "Usage",
+    "from_langchain_message",
+    "from_langchain_result",
+    "from_mapping",
+    "is_langchain_cache_hit",
+    "usage_attributes",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one model call (or a sum of calls)."""
+
+    input_tokens: int = 0  # cached tokens INCLUDED (OTel gen_ai.usage.input_tokens semantics)
+    output_tokens: int = 0  # reasoning tokens INCLUDED
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False  # True when a tokenizer counted, not the provider
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            estimated=self.estimated or other.estimated,
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        """True when every count is zero (a cache hit, or a provider that reported nothing)."""
+        return not (
+            self.input_tokens
+            or self.output_tokens
+            or self.cache_read_tokens
+            or self.cache_write_tokens
+            or self.reasoning_tokens
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def usage_attributes(u: Usage) -> dict[str, int | bool]:
+    """Span attributes for a usage. Input and output are always set; the subsets and the
+    estimated flag only when non-zero / true, to keep spans lean (a missing one reads as 0)."""
+    attrs: dict[str, int | bool] = {
+        sc.GEN_AI_USAGE_INPUT_TOKENS: u.input_tokens,
+        sc.GEN_AI_USAGE_OUTPUT_TOKENS: u.output_tokens,
+    }
+    if u.cache_read_tokens:
+        attrs[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = u.cache_read_tokens
+    if u.cache_write_tokens:
+        attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = u.cache_write_tokens
+    if u.reasoning_tokens:
+        attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = u.reasoning_tokens
+    if u.estimated:
+        attrs[sc.USAGE_ESTIMATED] = True
+    return attrs
+
+
+# -- reading raw values ----------------------------------------------------------------------
+
+
+def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
+    """A dict view of a usage payload: dicts as they are, pydantic models (openai's
+    CompletionUsage, anthropic's Usage, google's UsageMetadata) via model_dump, other objects
+    via their attributes."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            dumped = dump()
+        except Exception:  # a half-built model: fall back to its attributes
+            dumped = None
+        if isinstance(dumped, Mapping):
+            return dumped
+    to_dict = getattr(obj, "to_dict", None)  # protobuf-ish / boto-ish objects
+    if callable(to_dict):
+        try:
+            dumped = to_dict()
+        except Exception:
+            dumped = None
+        if isinstance(dumped, Mapping):
+            return dumped
+    try:
+        attrs = vars(obj)
+    except TypeError:
+        return None
+    return {k: v for k, v in attrs.items() if not k.startswith("_")}
+
+
+def _int(value: Any) -> int:
+    """A count: ints (and integral floats / numeric strings) as int, anything else 0."""
+    if value is None or isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, float):
+        return max(int(value), 0) if value == value else 0  # NaN -> 0
+    if isinstance(value, str):
+        try:
+            return max(int(value.strip()), 0)
+        except ValueError:
+            return 0
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _get(m: Mapping[str, Any], *keys: str) -> int:
+    """The first present, non-null count among keys."""
+    for k in keys:
+        v = m.get(k)
+        if v is not None:
+            return _int(v)
+    return 0
+
+
+def _sub(m: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    for k in keys:
+        sub = _as_mapping(m.get(k))
+        if sub is not None:
+            return sub
+    return {}
+
+
+def _has(m: Mapping[str, Any], *keys: str) -> bool:
+    return any(k in m for k in keys)
+
+
+def _make(
+    input_tokens: int,
+    output_tokens: int,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    reasoning: int = 0,
+) -> Usage:
+    # subsets can never exceed their whole: if a provider says so, trust the parts
+    input_tokens = max(input_tokens, cache_read + cache_write)
+    output_tokens = max(output_tokens, reasoning)
+    return Usage(input_tokens, output_tokens, cache_read, cache_write, reasoning)
+
+
+def _excludes(total: int | None, whole: int, part: int, other: int) -> bool | None:
+    """Does `whole` exclude `part`? Decided by a reported total (= whole + other [+ part]):
+    True / False when the total tells, None when it cannot."""
+    if total is None or part == 0:
+        return None
+    if total == whole + other + part:
+        return True
+    if total == whole + other:
+        return False
+    return None
+
+
+# -- provider shapes -------------------------------------------------------------------------
+
+_WRAPPER_KEYS = ("usage_metadata", "usageMetadata", "usage", "token_usage", "billed_units", "meta")
+
+
+def from_mapping(d: Mapping[str, Any] | Any, provider: str | None = None) -> Usage | None:
+    """Normalise a raw usage payload (dict or object) of any supported provider.
+
+    Detected shapes: LangChain ``usage_metadata``; OpenAI chat completions (and the
+    OpenAI-compatible ones: Azure, Groq, Mistral, DeepSeek, xAI, Perplexity, LiteLLM); OpenAI
+    responses; Anthropic; Gemini (snake or camel case); Bedrock Converse and Bedrock invocation
+    metrics; Ollama; Cohere ``billed_units``. A body that wraps the usage (``{"usage": ...}``)
+    is unwrapped. ``provider`` (an OTel provider name or a LangChain ``ls_provider``) settles
+    the one ambiguous case: bare ``input_tokens``/``output_tokens`` from Anthropic, which
+    exclude cache tokens. Returns None when no usage is found.
+    """
+    m = _as_mapping(d)
+    if not m:
+        return None
+    p = (provider or "").lower()
+
+    # LangChain usage_metadata (singular "token" details): input includes cache tokens
+    if _has(m, "input_token_details", "output_token_details"):
+        return _langchain(m)
+    # OpenAI chat completions and OpenAI-compatible APIs
+    if _has(m, "prompt_tokens", "completion_tokens"):
+        return _openai_chat(m, p)
+    # Gemini / Vertex AI
+    if _has(
+        m,
+        "prompt_token_count",
+        "promptTokenCount",
+        "candidates_token_count",
+        "candidatesTokenCount",
+        "total_token_count",
+        "totalTokenCount",
+    ):
+        return _gemini(m)
+    # Bedrock Converse: inputTokens excludes cacheRead/cacheWrite
+    if _has(m, "inputTokens", "outputTokens"):
+        return _bedrock(m)
+    # Bedrock InvokeModel (langchain-aws response_metadata / headers)
+    if _has(m, "inputTokenCount", "outputTokenCount"):
+        return _make(_get(m, "inputTokenCount"), _get(m, "outputTokenCount"))
+    # Ollama
+    if _has(m, "prompt_eval_count", "eval_count"):
+        return _make(_get(m, "prompt_eval_count"), _get(m, "eval_count"))
+    if _has(m, "input_tokens", "output_tokens"):
+        return _input_output(m, p)
+    for key in _WRAPPER_KEYS:
+        inner = m.get(key)
+        if inner is not None and inner is not d:
+            found = from_mapping(inner, provider)
+            if found is not None:
+                return found
+    return None
+
+
+def _langchain(m: Mapping[str, Any]) -> Usage:
+    itd = _sub(m, "input_token_details")
+    otd = _sub(m, "output_token_details")
+    cache_read = _get(itd, "cache_read")
+    # langchain-anthropic splits cache writes by TTL and then zeroes `cache_creation`;
+    # other producers may send both (same number): take the larger, never the sum of both
+    by_ttl = _get(itd, "ephemeral_5m_input_tokens") + _get(itd, "ephemeral_1h_input_tokens")
+    cache_write = max(_get(itd, "cache_creation"), by_ttl)
+    reasoning = _get(otd, "reasoning")
+    inp = _get(m, "input_tokens")
+    out = _get(m, "output_tokens")
+    total = m.get("total_tokens")
+    total_i = _int(total) if total is not None else None
+    # usage_metadata input includes cache tokens by contract; an integration that got it wrong
+    # shows itself by a total that only adds up with the cache tokens added
+    if _excludes(total_i, inp, cache_read + cache_write, out):
+        inp += cache_read + cache_write
+    if _excludes(total_i, out, reasoning, inp):
+        out += reasoning
+    return _make(inp, out, cache_read, cache_write, reasoning)
+
+
+def _openai_chat(m: Mapping[str, Any], p: str) -> Usage:
+    ptd = _sub(m, "prompt_tokens_details")
+    ctd = _sub(m, "completion_tokens_details")
+    inp = _get(m, "prompt_tokens")
+    out = _get(m, "completion_tokens")
+    # cached_tokens (OpenAI, Azure, Groq, xAI); prompt_cache_hit_tokens (DeepSeek);
+    # cache_read_input_tokens / cache_creation_input_tokens (LiteLLM, OpenRouter-style proxies)
+    cache_read = _get(ptd, "cached_tokens") or _get(m, "prompt_cache_hit_tokens", "cache_read_input_tokens")
+    cache_write = _get(ptd, "cache_write_tokens", "cache_creation_tokens") or _get(m, "cache_creation_input_tokens")
+    reasoning = _get(ctd, "reasoning_tokens")
+    total = m.get("total_tokens")
+    total_i = _int(total) if total is not None else None
+    if reasoning:
+        # OpenAI counts reasoning inside completion_tokens; xAI reports it beside them
+        # (total = prompt + completion + reasoning)
+        separate = _excludes(total_i, out, reasoning, inp)
+        if separate is None:
+            separate = reasoning > out or p in ("x_ai", "xai")
+        if separate:
+            out += reasoning
+    # Perplexity: top-level reasoning_tokens, billed beside completion_tokens and left out
+    # of its total_tokens, so the total cannot tell; they are always added
+    extra = _get(m, "reasoning_tokens")
+    if extra and not reasoning:
+        reasoning = extra
+        out += extra
+    return _make(inp, out, cache_read, cache_write, reasoning)
+
+
+def _gemini(m: Mapping[str, Any]) -> Usage:
+    prompt = _get(m, "prompt_token_count", "promptTokenCount")
+    tool_prompt = _get(m, "tool_use_prompt_token_count", "toolUsePromptTokenCount")
+    candidates = _get(m, "candidates_token_count", "candidatesTokenCount")
+    thoughts = _get(m, "thoughts_token_count", "thoughtsTokenCount")
+    cached = _get(m, "cached_content_token_count", "cachedContentTokenCount")
+    # prompt includes cached content; candidates exclude thoughts; tool-use prompt tokens are
+    # billed as input but counted apart (total = prompt + tool_use + candidates + thoughts)
+    return _make(prompt + tool_prompt, candidates + thoughts, cached, 0, thoughts)
+
+
+def _bedrock(m: Mapping[str, Any]) -> Usage:
+    inp = _get(m, "inputTokens")
+    out = _get(m, "outputTokens")
+    cache_read = _get(m, "cacheReadInputTokens")
+    cache_write = _get(m, "cacheWriteInputTokens")
+    total = m.get("totalTokens")
+    total_i = _int(total) if total is not None else None
+    # AWS: inputTokens is the non-cached part; total = input + output + cacheRead + cacheWrite
+    if _excludes(total_i, inp, cache_read + cache_write, out) is not False:
+        inp += cache_read + cache_write
+    return _make(inp, out, cache_read, cache_write)
+
+
+def _input_output(m: Mapping[str, Any], p: str) -> Usage:
+    """input_tokens/output_tokens: Anthropic (cache excluded), OpenAI responses and bare
+    usage_metadata (cache included)."""
+    inp = _get(m, "input_tokens")
+    out = _get(m, "output_tokens")
+    itd = _sub(m, "input_tokens_details")
+    otd = _sub(m, "output_tokens_details")
+    anthropic = _has(m, "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation")
+    if not anthropic and p == "anthropic" and "total_tokens" not in m:
+        anthropic = True  # bare Anthropic usage (LangChain usage_metadata always has a total)
+    if not anthropic:
+        if _has(m, "input_tokens_details", "output_tokens_details"):
+            # OpenAI responses API: input includes cached, output includes reasoning
+            return _make(
+                inp,
+                out,
+                _get(itd, "cached_tokens"),
+                _get(itd, "cache_write_tokens"),
+                _get(otd, "reasoning_tokens"),
+            )
+        # bare usage_metadata (total_tokens, no details) and the like: nothing cached
+        return _make(inp, out)
+    cache_read = _get(m, "cache_read_input_tokens")
+    cache_write = _get(m, "cache_creation_input_tokens")
+    if not cache_write:
+        cc = _sub(m, "cache_creation")
+        cache_write = _get(cc, "ephemeral_5m_input_tokens") + _get(cc, "ephemeral_1h_input_tokens")
+    # Anthropic: input_tokens excludes both cache reads and cache writes; output includes
+    # thinking (output_tokens_details.thinking_tokens is a breakdown, not an addition)
+    reasoning = _get(otd, "thinking_tokens", "reasoning_tokens")
+    return _make(inp + cache_read + cache_write, out, cache_read, cache_write, reasoning)
+
+
+# -- LangChain -------------------------------------------------------------------------------
+
+
+def _provider_hint(response_metadata: Mapping[str, Any] | None) -> str | None:
+    if response_metadata:
+        hint = response_metadata.get("model_provider") or response_metadata.get("ls_provider")
+        if isinstance(hint, str):
+            return hint
+    return None
+
+
+def from_langchain_message(msg: Any) -> Usage | None:
+    """Usage of an AIMessage / AIMessageChunk: its ``usage_metadata`` (the normalised,
+    cache-inclusive one), else its ``response_metadata`` (``token_usage``, ``usage``, Ollama's
+    counts, Bedrock's ``usage``). Never both: they describe the same call."""
+    if msg is None:
+        return None
+    response_metadata = getattr(msg, "response_metadata", None)
+    rm = response_metadata if isinstance(response_metadata, Mapping) else None
+    hint = _provider_hint(rm)
+    found: Usage | None = None
+    um = getattr(msg, "usage_metadata", None)
+    if um:
+        m = _as_mapping(um)
+        if m is not None:
+            found = _langchain(m)
+            if not found.is_empty:
+                return found
+    if rm:
+        for key in ("token_usage", "usage", "usage_metadata", "amazon-bedrock-invocationMetrics"):
+            if rm.get(key):
+                other = from_mapping(rm[key], hint)
+                if other is not None:
+                    return other if (found is None or not other.is_empty) else found
+        # Ollama (prompt_eval_count/eval_count) and others put counts at the top level
+        other = from_mapping({k: v for k, v in rm.items() if k not in _WRAPPER_KEYS}, hint)
+        if other is not None:
+            return other if (found is None or not other.is_empty) else found
+    return found
+
+
+def _gen_message_usage(gen: Any) -> Usage | None:
+    msg = getattr(gen, "message", None)
+    return from_langchain_message(msg) if msg is not None else None
+
+
+def _gen_info_usage(gen: Any) -> Usage | None:
+    info = getattr(gen, "generation_info", None)
+    if not info or not isinstance(info, Mapping):
+        return None
+    return from_mapping(info)
+
+
+def _per_prompt(usages: Iterable[Usage | None]) -> Usage | None:
+    """Usage of one prompt's generations.
+
+    Rule for n>1: a provider reports usage per request, and LangChain copies that same usage
+    onto every generation of the request (langchain-openai does so for n>1). So when every
+    generation of a prompt carries the same counts, they are one request's usage, counted once.
+    When they differ, each generation was its own request and they are summed.
+    """
+    found = [u for u in usages if u is not None]
+    if not found:
+        return None
+    first = found[0]
+    if all(u == first for u in found[1:]):
+        return first
+    total = found[0]
+    for u in found[1:]:
+        total = total + u
+    return total
+
+
+def _sum(usages: Iterable[Usage | None]) -> Usage | None:
+    total: Usage | None = None
+    for u in usages:
+        if u is not None:
+            total = u if total is None else total + u
+    return total
+
+
+def from_langchain_result(result: Any) -> Usage | None:
+    """Usage of a LangChain ``LLMResult`` (what ``on_llm_end`` receives).
+
+    Preference: the generations' messages (``usage_metadata``, else ``response_metadata``),
+    which is the only place a streamed call carries usage; else ``llm_output["token_usage"]``
+    / ``["usage"]`` (already a total over the prompts); else each generation's
+    ``generation_info`` (Ollama, legacy Gemini). ``generations`` is a list per prompt: prompts
+    are summed; generations of one prompt follow the n>1 rule of ``_per_prompt``. Returns None
+    when nothing reports usage.
+    """
+    if result is None:
+        return None
+    generations = getattr(result, "generations", None) or []
+    llm_output = getattr(result, "llm_output", None)
+    hint = None
+    if isinstance(llm_output, Mapping):
+        h = llm_output.get("model_provider") or llm_output.get("ls_provider")
+        hint = h if isinstance(h, str) else None
+
+    prompts = [list(p) if isinstance(p, (list, tuple)) else [p] for p in generations]
+    from_messages = [_per_prompt(_gen_message_usage(g) for g in gens) for gens in prompts]
+    if any(u is not None for u in from_messages):
+        # a prompt whose messages carry nothing may still have generation_info counts
+        return _sum(
+            u if u is not None else _per_prompt(_gen_info_usage(g) for g in gens)
+            for u, gens in zip(from_messages, prompts)
+        )
+    if isinstance(llm_output, Mapping):
+        for key in ("token_usage", "usage"):
+            if llm_output.get(key):
+                found = from_mapping(llm_output[key], hint)
+                if found is not None:
+                    return found
+    return _sum(_per_prompt(_gen_info_usage(g) for g in gens) for gens in prompts)
+
+
+def is_langchain_cache_hit(obj: Any) -> bool:
+    """True when LangChain answered from its LLM cache. langchain-core keeps the cached
+    message's original counts but stamps ``usage_metadata["total_cost"] = 0`` on a hit, so the
+    counts must not be billed again. Accepts an LLMResult, a ChatGeneration or a message."""
+    generations = getattr(obj, "generations", None)
+    if generations is not None:
+        gens = [g for p in generations for g in (p if isinstance(p, (list, tuple)) else [p])]
+        return bool(gens) and all(is_langchain_cache_hit(g) for g in gens)
+    msg = getattr(obj, "message", obj)
+    um = getattr(msg, "usage_metadata", None)
+    if not isinstance(um, Mapping):
+        return False
+    cost = um.get("total_cost")
+    return cost is not None and not isinstance(cost, bool) and cost == 0
