@@ -41,7 +41,7 @@ def spans(inst: runtime.Tokentrail, where: str = "1") -> list[dict[str, Any]]:
     inst.flush()
     with open_store(inst.settings) as store:
         res = store.query(f"SELECT * FROM tokentrail.spans WHERE {where} ORDER BY timestamp, name")
-        return [dict(zip(res.column_names, row)) for row in res.result_rows]
+        return [dict(zip(res.column_names, row, strict=True)) for row in res.result_rows]
 
 
 @pytest.fixture

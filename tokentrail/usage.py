@@ -246,15 +246,23 @@ def from_mapping(d: Mapping[str, Any] | Any, provider: str | None = None) -> Usa
     return None
 
 
+def _tiered(details: Mapping[str, Any], name: str) -> int:
+    """A usage_metadata detail, also under its service-tier names: langchain-openai writes
+    ``priority_cache_read`` / ``flex_reasoning`` instead of ``cache_read`` / ``reasoning`` for
+    priority and flex requests."""
+    suffix = "_" + name
+    return sum(_int(v) for k, v in details.items() if k == name or (isinstance(k, str) and k.endswith(suffix)))
+
+
 def _langchain(m: Mapping[str, Any]) -> Usage:
     itd = _sub(m, "input_token_details")
     otd = _sub(m, "output_token_details")
-    cache_read = _get(itd, "cache_read")
+    cache_read = _tiered(itd, "cache_read")
     # langchain-anthropic splits cache writes by TTL and then zeroes `cache_creation`;
     # other producers may send both (same number): take the larger, never the sum of both
     by_ttl = _get(itd, "ephemeral_5m_input_tokens") + _get(itd, "ephemeral_1h_input_tokens")
-    cache_write = max(_get(itd, "cache_creation"), by_ttl)
-    reasoning = _get(otd, "reasoning")
+    cache_write = max(_tiered(itd, "cache_creation"), by_ttl)
+    reasoning = _tiered(otd, "reasoning")
     inp = _get(m, "input_tokens")
     out = _get(m, "output_tokens")
     total = m.get("total_tokens")
@@ -460,7 +468,7 @@ def from_langchain_result(result: Any) -> Usage | None:
         # a prompt whose messages carry nothing may still have generation_info counts
         return _sum(
             u if u is not None else _per_prompt(_gen_info_usage(g) for g in gens)
-            for u, gens in zip(from_messages, prompts)
+            for u, gens in zip(from_messages, prompts, strict=True)
         )
     if isinstance(llm_output, Mapping):
         for key in ("token_usage", "usage"):

@@ -44,11 +44,11 @@ def cost_attributes(cost: Cost) -> dict[str, Any]:
     attrs: dict[str, Any] = {sc.COST_STATUS: cost.status}
     # Decimal strings: OTel has no decimal type and a float would lose nano-dollars
     if cost.total_usd is not None:
-        attrs[sc.COST_USD] = str(cost.total_usd)
+        attrs[sc.COST_USD] = format(cost.total_usd, "f")
     if cost.input_usd is not None:
-        attrs[sc.COST_INPUT_USD] = str(cost.input_usd)
+        attrs[sc.COST_INPUT_USD] = format(cost.input_usd, "f")
     if cost.output_usd is not None:
-        attrs[sc.COST_OUTPUT_USD] = str(cost.output_usd)
+        attrs[sc.COST_OUTPUT_USD] = format(cost.output_usd, "f")
     return attrs
 
 
