@@ -19,8 +19,21 @@ class ConfigError(TokentrailError, ValueError):
         super().__init__(f"tokentrail: {field}: {problem}; {fix}")
 
 
+def format_usd(d: Decimal) -> str:
+    """Dollars for a message: cents when exact to the cent, else up to 6 places."""
+    if d == d.quantize(Decimal("0.01")):
+        return f"{d:.2f}"
+    return f"{d.quantize(Decimal('0.000001')).normalize():f}"
+
+
 class BudgetExceeded(TokentrailError):
-    """Raised before a provider is called when the call would break a budget whose action is block."""
+    """Raised before a provider is called when the call would break a budget whose action is block.
+
+    Attributes: budget (name), scope_value (the user, team... of a per-value budget, else None),
+    spent_usd (spend plus reservations in flight when the call was checked), limit_usd,
+    estimated_cost_usd (the call's worst case; None for an unpriced model), reason ("limit", or
+    "unpriced" when the budget refuses models without a price), model.
+    """
 
     def __init__(
         self,
@@ -30,14 +43,50 @@ class BudgetExceeded(TokentrailError):
         spent_usd: Decimal = Decimal(0),
         limit_usd: Decimal = Decimal(0),
         estimated_cost_usd: Decimal | None = None,
+        reason: str = "limit",
+        model: str | None = None,
     ) -> None:
         self.budget = budget
         self.scope_value = scope_value
         self.spent_usd = spent_usd
         self.limit_usd = limit_usd
         self.estimated_cost_usd = estimated_cost_usd
+        self.reason = reason
+        self.model = model
         scope = f" [{scope_value}]" if scope_value else ""
-        est = f", this call up to ${estimated_cost_usd}" if estimated_cost_usd is not None else ""
-        super().__init__(
-            f"budget {budget!r}{scope} exceeded: spent ${spent_usd} of ${limit_usd}{est}"
+        if reason == "unpriced":
+            msg = (
+                f"budget {budget!r}{scope} refuses model {model or '(unknown)'!r}: it has no price "
+                "(unpriced='block'); add a price override for it"
+            )
+        else:
+            est = f", this call up to ${format_usd(estimated_cost_usd)}" if estimated_cost_usd is not None else ""
+            msg = f"budget {budget!r}{scope} exceeded: spent ${format_usd(spent_usd)} of ${format_usd(limit_usd)}{est}"
+        super().__init__(msg)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keyword-only arguments: rebuild through a helper so the exception pickles (multiprocessing)
+        return (
+            _rebuild_budget_exceeded,
+            (self.budget, self.scope_value, self.spent_usd, self.limit_usd, self.estimated_cost_usd, self.reason, self.model),
         )
+
+
+def _rebuild_budget_exceeded(
+    budget: str,
+    scope_value: str | None,
+    spent_usd: Decimal,
+    limit_usd: Decimal,
+    estimated_cost_usd: Decimal | None,
+    reason: str,
+    model: str | None,
+) -> BudgetExceeded:
+    return BudgetExceeded(
+        budget,
+        scope_value=scope_value,
+        spent_usd=spent_usd,
+        limit_usd=limit_usd,
+        estimated_cost_usd=estimated_cost_usd,
+        reason=reason,
+        model=model,
+    )

@@ -23,7 +23,6 @@ from . import config as config_mod
 from .config import Settings
 from .context import Attribution
 
-
 logger = logging.getLogger("tokentrail")
 
 VERSION = "0.1.0"

@@ -90,6 +90,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 estimated_cost_usd Nullable(Decimal(18, 9)),
                 period_start DateTime64(6, 'UTC'),
                 project LowCardinality(String),
+                model LowCardinality(String),
                 message String,
                 event_id String
             )

@@ -1,0 +1,9 @@
+"""`python -m tokentrail ...` is the `tokentrail` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,658 @@
+"""BudgetManager: reserve before a model call, settle after, release on error.
+
+Accounting, per budget and scope value ("instance"):
+
+    spent     = store + local      (what the period has cost so far)
+    committed = spent + reserved   (what a new call must fit under, with its worst case)
+
+- store: what `tokentrail.spans` held for the period at the last refresh (every process's
+  flushed spend). A daemon thread refreshes it (first at start, then every
+  `refresh_interval` seconds, default 30, env TOKENTRAIL_BUDGET_REFRESH_SECONDS).
+- local: this process's settled spend that the store did not hold at the last refresh.
+- reserved: worst cases of this process's calls in flight.
+
+Double counting rule: each settle is filed under the current refresh *epoch*. A refresh starts
+a new epoch, waits `settle_grace` (0.1 s: the handler ends a span right after settling it),
+force-flushes this process's spans into the store, queries, then drops the local spend of
+the epochs before it: those spans are in the figure it just read. Spend settled after the
+refresh began stays local and may also be in that figure: counted twice until the next
+refresh, the safe direction. If a refresh fails (store down, lock busy) nothing is dropped.
+
+Several processes: each sees the others' spend only through the store, so together they can
+overshoot a limit by what the *other* processes spend in one refresh interval plus their span
+exporter's delay (about 1 s). Within one process a limit is never overshot: the check and the
+reservation happen under one lock.
+
+Thread- and asyncio-safe: `reserve`/`settle`/`release` never do I/O and hold the lock for a
+few microseconds. The one wait is the first `reserve` of a process, which waits (at most
+`initial_wait`, 10 s) for the first refresh so that an exhausted budget is not forgotten by a
+restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
+from typing import Any
+
+from ..context import Attribution
+from ..errors import BudgetExceeded
+from ..errors import format_usd as _usd
+from ..usage import Usage
+from . import alerts
+from .alerts import BLOCK, RESET, UNPRICED, WARN, BudgetEvent, WebhookSender
+from .model import CompiledBudget, compile_budget
+from .model import scope_value as scope_value_of
+from .periods import CALENDAR, NS, ROLLING, Window, window
+from .spend import fetch_fired, fetch_spend
+
+__all__ = ["BudgetManager", "Reservation"]
+
+logger = logging.getLogger("tokentrail.budgets")
+
+ZERO = Decimal(0)
+_C = Context(prec=28, rounding=ROUND_HALF_EVEN)  # money math immune to the app's decimal context
+_Q = Decimal("0.000000001")
+_MIN, _MAX = -(2**63), 2**63
+_DAY_NS = 86400 * NS
+_OUT_PROBE = 65536  # output tokens used to measure a model's output price per token
+_MIN_BUCKET = 1024
+_TARGETS_CACHE_MAX = 8192
+_BLOCK_REALERT_NS = 3600 * NS  # rolling/total windows have no period: re-alert blocks hourly
+DEFAULT_REFRESH_SECONDS = 30.0
+REFRESH_ENV = "TOKENTRAIL_BUDGET_REFRESH_SECONDS"
+
+
+class _Inst:
+    """One budget for one scope value in its current period."""
+
+    __slots__ = (
+        "cb",
+        "key",
+        "scope_value",
+        "lo",
+        "hi",
+        "window_key",
+        "store",
+        "local",
+        "local_sum",
+        "reserved",
+        "next_i",
+        "unpriced_models",
+        "block_alerted_at",
+    )
+
+    def __init__(self, cb: CompiledBudget, key: tuple[str, ...]) -> None:
+        self.cb = cb
+        self.key = key
+        self.scope_value = scope_value_of(key)
+        self.lo = self.hi = 0
+        self.window_key = -1
+        self.store = ZERO
+        self.local: dict[int, Decimal] = {}
+        self.local_sum = ZERO
+        self.reserved = ZERO
+        self.next_i = 0  # index of the next threshold to fire in cb.thresholds
+        self.unpriced_models: set[str] = set()
+        self.block_alerted_at: int | None = None
+
+    @property
+    def spent(self) -> Decimal:
+        return _C.add(self.store, self.local_sum)
+
+
+class Reservation:
+    """What `reserve` set aside for one call; pass it to `settle` or `release` exactly once
+    (a second call is ignored)."""
+
+    __slots__ = ("items", "worst_usd", "at_ns", "model", "done")
+
+    def __init__(self, items: tuple[tuple[_Inst, Decimal, int], ...], worst_usd: Decimal | None, at_ns: int, model: str | None) -> None:
+        self.items = items
+        self.worst_usd = worst_usd  # None: unpriced model
+        self.at_ns = at_ns
+        self.model = model
+        self.done = False
+
+    @property
+    def budgets(self) -> list[tuple[str, str]]:
+        """(budget name, scope value) of every budget this call counts against."""
+        return [(i.cb.budget.name, i.scope_value) for i, _, _ in self.items]
+
+
+def _env_interval() -> float | None:
+    raw = os.environ.get(REFRESH_ENV)
+    if not raw:
+        return None
+    try:
+        v = float(raw)
+        if v > 0:
+            return v
+    except ValueError:
+        pass
+    logger.warning("tokentrail: %s=%r is not a positive number of seconds; using %s", REFRESH_ENV, raw, DEFAULT_REFRESH_SECONDS)
+    return None
+
+
+class BudgetManager:
+    """Enforces `settings.budgets` for one tokentrail runtime (`runtime.budgets`)."""
+
+    def __init__(
+        self,
+        rt: Any,
+        *,
+        refresh_interval: float | None = None,
+        settle_grace: float = 0.1,
+        initial_wait: float = 10.0,
+        lock_timeout: float = 10.0,
+        start: bool = True,
+    ) -> None:
+        self._rt = rt
+        self.settings = rt.settings
+        self.budgets = list(self.settings.budgets)
+        self.compiled = [compile_budget(i, b) for i, b in enumerate(self.budgets)]
+        self.refresh_interval = float(
+            refresh_interval
+            or getattr(self.settings, "budget_refresh_seconds", None)
+            or _env_interval()
+            or DEFAULT_REFRESH_SECONDS
+        )
+        self.settle_grace = settle_grace
+        self.initial_wait = initial_wait
+        self.lock_timeout = lock_timeout
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._insts: dict[tuple[int, tuple[str, ...]], _Inst] = {}
+        self._targets: dict[Attribution, tuple[tuple[CompiledBudget, tuple[str, ...]], ...]] = {}
+        self._rates: dict[tuple[str | None, str | None, int, int], tuple[Decimal, Decimal, Decimal] | None] = {}
+        self._store: dict[tuple[int, tuple[str, ...]], Decimal] = {}
+        self._store_windows: dict[int, int] = {}
+        self._fired_store: set[tuple[str, str, float, int]] = set()
+        self._periods: dict[int, Window] = {}  # calendar budgets: the period last seen
+        self._epoch = 0
+        self._events: list[tuple[CompiledBudget, BudgetEvent]] = []
+        self._webhooks = WebhookSender()
+        self._ready = False
+        self._ready_event = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._refresh_failed = False
+        self.refreshes = 0
+        self.last_refresh_ns: int | None = None
+        now = rt.now_ns()
+        for cb in self.compiled:
+            if cb.budget.period in CALENDAR:
+                self._periods[cb.index] = window(cb.budget.period, cb.budget.timezone, now)
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(target=self._run, name="tokentrail-budgets", daemon=True)
+            self._thread.start()
+        else:
+            self._ready = True
+
+    # -- the call path ---------------------------------------------------------------------------
+
+    def _match(self, a: Attribution) -> tuple[tuple[CompiledBudget, tuple[str, ...]], ...]:
+        out = tuple((cb, k) for cb in self.compiled for k in cb.keys(a))
+        if len(self._targets) >= _TARGETS_CACHE_MAX:
+            self._targets = {}
+        self._targets[a] = out
+        return out
+
+    def _price(self, model: str | None, provider: str | None, now: int, prompt_tokens: int) -> tuple[Decimal, Decimal, Decimal] | None:
+        """(fixed, input per token, output per token) of a model on the call's UTC day, or
+        None when the model has no price. Measured at the next power of two above the prompt:
+        tiered prices (cliffs on input size) come out at the tier the call can reach."""
+        bucket = _MIN_BUCKET if prompt_tokens <= _MIN_BUCKET else 1 << (prompt_tokens - 1).bit_length()
+        k = (model, provider, now // _DAY_NS, bucket)
+        try:
+            return self._rates[k]
+        except KeyError:
+            pass
+        rates: tuple[Decimal, Decimal, Decimal] | None = None
+        if model:
+            when = datetime.fromtimestamp(now / NS, tz=timezone.utc)
+            prices = self._rt.prices
+            base = prices.cost(Usage(), model, provider, when).total_usd
+            inp = prices.cost(Usage(input_tokens=bucket), model, provider, when).total_usd
+            both = prices.cost(Usage(input_tokens=bucket, output_tokens=_OUT_PROBE), model, provider, when).total_usd
+            if base is not None and inp is not None and both is not None:
+                rates = (
+                    base,
+                    _C.divide(_C.subtract(inp, base), bucket),
+                    _C.divide(_C.subtract(both, inp), _OUT_PROBE),
+                )
+        self._rates[k] = rates  # a race computes it twice, harmlessly
+        return rates
+
+    def _roll(self, inst: _Inst, now: int) -> None:
+        """Bring an instance into the period containing `now` (a new one starts empty)."""
+        cb = inst.cb
+        period = cb.budget.period
+        if period in CALENDAR:
+            w = window(period, cb.budget.timezone, now)
+            inst.lo, inst.hi, inst.window_key = w.start_ns, w.end_ns or _MAX, w.key
+            self._note_period(cb, w, now)
+        else:
+            inst.lo, inst.hi, inst.window_key = _MIN, _MAX, 0
+        inst.local = {}
+        inst.local_sum = ZERO
+        inst.reserved = ZERO
+        inst.unpriced_models = set()
+        inst.block_alerted_at = None
+        inst.store = self._store.get((cb.index, inst.key), ZERO) if self._store_windows.get(cb.index) == inst.window_key else ZERO
+        inst.next_i = self._seeded_next(inst)
+
+    def _instance(self, cb: CompiledBudget, key: tuple[str, ...], now: int) -> _Inst:
+        inst = self._insts.get((cb.index, key))
+        if inst is None:
+            inst = self._insts[(cb.index, key)] = _Inst(cb, key)
+            self._roll(inst, now)
+        elif not inst.lo <= now < inst.hi:
+            self._roll(inst, now)
+        return inst
+
+    def reserve(
+        self,
+        attribution: Attribution,
+        *,
+        model: str | None,
+        provider: str | None,
+        prompt_tokens: int,
+        max_output_tokens: int | None = None,
+    ) -> Reservation | None:
+        """Set aside the call's worst case in every budget it falls under, or raise
+        BudgetExceeded (before the provider is called) when it does not fit a blocking one.
+        Returns None when no budget applies."""
+        if not self._ready:
+            self._wait_ready()
+        targets = self._targets.get(attribution)
+        if targets is None:
+            targets = self._match(attribution)
+        if not targets:
+            return None
+        now = self._rt.now_ns()
+        prompt_tokens = max(int(prompt_tokens or 0), 0)
+        rates = self._price(model, provider, now, prompt_tokens)
+        given_cap = max_output_tokens if max_output_tokens and max_output_tokens > 0 else None
+        worst_by_cap: dict[int, Decimal] = {}
+        plan: list[tuple[_Inst, Decimal]] = []
+        worst_seen: Decimal | None = None
+        with self._lock:
+            for cb, key in targets:
+                inst = self._instance(cb, key, now)
+                if rates is None:
+                    amount = ZERO
+                    if cb.unpriced_block:
+                        self._queue_unpriced(inst, model, now, blocked=True)
+                        raise BudgetExceeded(
+                            cb.budget.name,
+                            scope_value=inst.scope_value or None,
+                            spent_usd=inst.spent,
+                            limit_usd=cb.limit,
+                            estimated_cost_usd=None,
+                            reason="unpriced",
+                            model=model,
+                        )
+                    if (model or "") not in inst.unpriced_models:
+                        self._queue_unpriced(inst, model, now, blocked=False)
+                else:
+                    cap = given_cap or cb.max_output_tokens
+                    worst = worst_by_cap.get(cap)
+                    if worst is None:
+                        fixed, per_in, per_out = rates
+                        worst = _C.add(_C.add(fixed, _C.multiply(per_in, prompt_tokens)), _C.multiply(per_out, cap))
+                        worst = worst.quantize(_Q, rounding=ROUND_CEILING, context=_C)
+                        worst_by_cap[cap] = worst
+                    amount = worst
+                    worst_seen = worst
+                    if cb.block:
+                        committed = _C.add(_C.add(inst.store, inst.local_sum), inst.reserved)
+                        if _C.add(committed, amount) > cb.limit:
+                            self._queue_block(inst, amount, committed, model, now)
+                            raise BudgetExceeded(
+                                cb.budget.name,
+                                scope_value=inst.scope_value or None,
+                                spent_usd=committed,
+                                limit_usd=cb.limit,
+                                estimated_cost_usd=amount,
+                                model=model,
+                            )
+                plan.append((inst, amount))
+            items = []
+            for inst, amount in plan:
+                inst.reserved = inst.reserved
+                items.append((inst, amount, inst.lo))
+        return Reservation(tuple(items), worst_seen, now, model)
+
+    def settle(self, reservation: Reservation, cost: Any) -> None:
+        """The call finished: replace its reservation with its real cost (a `pricing.Cost`,
+        or a Decimal; None/unpriced adds nothing)."""
+        amount = cost if isinstance(cost, Decimal) else getattr(cost, "total_usd", None)
+        if amount is None:
+            amount = ZERO
+        with self._lock:
+            if reservation.done:
+                return
+            reservation.done = True
+            epoch = self._epoch
+            for inst, reserved, lo in reservation.items:
+                if inst.lo != lo:  # its period ended meanwhile: the spend belongs to the old one
+                    continue
+                inst.reserved = _C.subtract(inst.reserved, reserved)
+                if amount:
+                    inst.local[epoch] = _C.add(inst.local.get(epoch, ZERO), amount)
+                    inst.local_sum = _C.add(inst.local_sum, amount)
+                    cb = inst.cb
+                    if inst.next_i < len(cb.thresholds) and inst.spent >= cb.thresholds[inst.next_i][1]:
+                        self._fire_thresholds(inst, reservation.at_ns)
+
+    def release(self, reservation: Reservation) -> None:
+        """The call failed before any usage was known: give its reservation back."""
+        with self._lock:
+            if reservation.done:
+                return
+            reservation.done = True
+            for inst, reserved, lo in reservation.items:
+                if inst.lo == lo:
+                    inst.reserved = _C.subtract(inst.reserved, reserved)
+
+    @contextmanager
+    def reserved(self, attribution: Attribution, **kw: Any) -> Iterator[Reservation | None]:
+        """`with manager.reserved(attr, model=..., ...) as r:` releases on error; settle inside."""
+        r = self.reserve(attribution, **kw)
+        try:
+            yield r
+        except BaseException:
+            if r is not None:
+                self.release(r)
+            raise
+
+    # -- figures ---------------------------------------------------------------------------------
+
+    def spent(self, budget: str, scope_value: str = "") -> Decimal:
+        """This process's view of a budget's spend in its current period: the store's figure at
+        the last refresh plus local spend not yet in it (reservations excluded)."""
+        now = self._rt.now_ns()
+        cb = self._compiled_named(budget)
+        with self._lock:
+            for (idx, _), inst in self._insts.items():
+                if idx == cb.index and inst.scope_value == scope_value:
+                    if not inst.lo <= now < inst.hi:
+                        self._roll(inst, now)
+                    return inst.spent
+            if self._store_windows.get(cb.index) != self._window_key(cb, now):
+                return ZERO
+            for (idx, key), amount in self._store.items():
+                if idx == cb.index and scope_value_of(key) == scope_value:
+                    return amount
+            return ZERO
+
+    def reserved_usd(self, budget: str, scope_value: str = "") -> Decimal:
+        """Worst cases of this process's calls in flight for a budget."""
+        cb = self._compiled_named(budget)
+        with self._lock:
+            return sum((i.reserved for (idx, _), i in self._insts.items() if idx == cb.index and i.scope_value == scope_value), ZERO)
+
+    def _compiled_named(self, budget: str) -> CompiledBudget:
+        for cb in self.compiled:
+            if cb.budget.name == budget:
+                return cb
+        raise KeyError(budget)
+
+    def _window_key(self, cb: CompiledBudget, now: int) -> int:
+        return window(cb.budget.period, cb.budget.timezone, now).key if cb.budget.period in CALENDAR else 0
+
+    # -- thresholds and events ---------------------------------------------------------------------
+
+    def _period_start_ns(self, inst: _Inst, now: int) -> int:
+        p = inst.cb.budget.period
+        if p in ROLLING:
+            return now - ROLLING[p]
+        return inst.window_key if p in CALENDAR else 0
+
+    def _event(self, inst: _Inst, kind: str, now: int, *, threshold: float | None = None, estimated: Decimal | None = None,
+               spent: Decimal | None = None, model: str | None = None, message: str, eid: str | None = None,
+               alert: bool = True) -> None:
+        cb = inst.cb
+        ev = BudgetEvent(
+            timestamp=datetime.fromtimestamp(now / NS, tz=timezone.utc),
+            budget=cb.budget.name,
+            scope_value=inst.scope_value,
+            event=kind,
+            threshold=threshold,
+            spent_usd=inst.spent if spent is None else spent,
+            limit_usd=cb.limit,
+            estimated_cost_usd=estimated,
+            period_start=datetime.fromtimestamp(self._period_start_ns(inst, now) / NS, tz=timezone.utc),
+            project=self.settings.project,
+            model=model or "",
+            message=message,
+            event_id=eid or alerts.event_id(),
+            alert=alert,
+        )
+        self._events.append((cb, ev))
+        self._wake.set()
+
+    def _label(self, inst: _Inst) -> str:
+        return f"{inst.cb.budget.name!r}" + (f" [{inst.scope_value}]" if inst.scope_value else "")
+
+    def _fire_thresholds(self, inst: _Inst, now: int) -> None:
+        cb = inst.cb
+        spent = inst.spent
+        while inst.next_i < len(cb.thresholds) and spent >= cb.thresholds[inst.next_i][1]:
+            t = cb.thresholds[inst.next_i][0]
+            inst.next_i += 1
+            self._event(
+                inst,
+                WARN,
+                now,
+                threshold=t,
+                spent=spent,
+                message=f"budget {self._label(inst)} reached {t:.0%} of ${_usd(cb.limit)} "
+                f"(${_usd(spent)} spent this {cb.budget.period})",
+                eid=alerts.event_id(cb.budget.name, inst.scope_value, WARN, t, self._period_start_ns(inst, now)),
+            )
+
+    def _seeded_next(self, inst: _Inst) -> int:
+        """Thresholds another process (or an earlier run) already alerted this period."""
+        cb = inst.cb
+        if cb.budget.period in ROLLING or not self._fired_store:
+            return 0
+        start_us = inst.window_key // 1000
+        n = 0
+        for i, (t, _) in enumerate(cb.thresholds):
+            if (cb.budget.name, inst.scope_value, t, start_us) in self._fired_store:
+                n = i + 1
+        return n
+
+    def _queue_block(self, inst: _Inst, amount: Decimal, committed: Decimal, model: str | None, now: int) -> None:
+        cb = inst.cb
+        last = inst.block_alerted_at
+        alert = last is None or (cb.budget.period not in CALENDAR and now - last >= _BLOCK_REALERT_NS)
+        if alert:
+            inst.block_alerted_at = now
+        self._event(
+            inst,
+            BLOCK,
+            now,
+            estimated=amount,
+            spent=committed,
+            model=model,
+            message=f"budget {self._label(inst)} blocked a call to {model or 'an unknown model'} "
+            f"(up to ${_usd(amount)}): ${_usd(committed)} of ${_usd(cb.limit)} committed this {cb.budget.period}",
+            alert=alert,
+        )
+
+    def _queue_unpriced(self, inst: _Inst, model: str | None, now: int, *, blocked: bool) -> None:
+        inst.unpriced_models.add(model or "")
+        what = "refused (unpriced='block')" if blocked else "let through uncounted"
+        self._event(
+            inst,
+            UNPRICED,
+            now,
+            model=model,
+            message=f"budget {self._label(inst)}: model {model or '(unknown)'!r} has no price; the call was {what}; "
+            "add a price override to count it",
+        )
+
+    def _note_period(self, cb: CompiledBudget, w: Window, now: int) -> None:
+        """A calendar budget entered a new period: one `reset` event per budget (not per value)."""
+        prev = self._periods.get(cb.index)
+        self._periods[cb.index] = w
+        if prev is None or prev.key == w.key:
+            return
+        probe = _Inst(cb, ())
+        probe.window_key = w.key
+        probe.scope_value = "*" if cb.star else ""
+        self._event(
+            probe,
+            RESET,
+            now,
+            spent=ZERO,
+            message=f"budget {cb.budget.name!r}: a new {cb.budget.period} started "
+            f"({w.start.astimezone(_tz(cb)).isoformat()})",
+            eid=alerts.event_id(cb.budget.name, RESET, w.key),
+        )
+
+    def _check_periods(self) -> None:
+        now = self._rt.now_ns()
+        with self._lock:
+            for cb in self.compiled:
+                prev = self._periods.get(cb.index)
+                if prev is not None and not (prev.start_ns <= now < (prev.end_ns or _MAX)):
+                    self._note_period(cb, window(cb.budget.period, cb.budget.timezone, now), now)
+
+    # -- background: refresh and delivery ----------------------------------------------------------
+
+    def _wait_ready(self) -> None:
+        if not self._ready_event.wait(self.initial_wait):
+            logger.warning("tokentrail: budget spend not loaded from the store after %.0fs; enforcing with this process's spend only", self.initial_wait)
+        self._ready = True
+
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        from ..store import open_store
+
+        with open_store(self.settings, lock_timeout=self.lock_timeout) as store:
+            yield store.client
+
+    def refresh(self) -> bool:
+        """Read every budget's spend from the store now; True when it worked."""
+        with self._refresh_lock:
+            with self._lock:
+                epoch = self._epoch
+                self._epoch += 1
+                pending = any(i.local for i in self._insts.values())
+            if pending and self.settle_grace > 0:
+                time.sleep(self.settle_grace)
+            try:
+                self._rt.provider.force_flush(int(self.lock_timeout * 1000))
+                now = self._rt.now_ns()
+                items = [(cb, window(cb.budget.period, cb.budget.timezone, now)) for cb in self.compiled]
+                starts = [w.start_ns for cb, w in items if cb.budget.period not in ROLLING]
+                with self._client() as client:
+                    spend = fetch_spend(client, items)
+                    fired = fetch_fired(client, min(starts)) if starts else set()
+            except Exception as e:
+                log = logger.debug if self._refresh_failed else logger.warning
+                log("tokentrail: budget refresh failed (%s); counting this process's spend only until it works", e)
+                self._refresh_failed = True
+                return False
+            self._refresh_failed = False
+            with self._lock:
+                self._store = {k: s.spent_usd for k, s in spend.items()}
+                self._store_windows = {cb.index: w.key for cb, w in items}
+                self._fired_store = fired
+                for (idx, key), inst in self._insts.items():
+                    if inst.window_key != items[idx][1].key:
+                        continue  # its period ended; the next call rolls it over
+                    inst.store = self._store.get((idx, key), ZERO)
+                    if inst.local:
+                        for e in [e for e in inst.local if e <= epoch]:
+                            del inst.local[e]
+                        inst.local_sum = sum(inst.local.values(), ZERO)
+                    cb = inst.cb
+                    if cb.budget.period in ROLLING:
+                        # rolling windows have no period: a threshold re-arms when spend falls below it
+                        spent = inst.spent
+                        while inst.next_i > 0 and spent < cb.thresholds[inst.next_i - 1][1]:
+                            inst.next_i -= 1
+                    else:
+                        inst.next_i = max(inst.next_i, self._seeded_next(inst))
+                    if inst.next_i < len(cb.thresholds) and inst.spent >= cb.thresholds[inst.next_i][1]:
+                        self._fire_thresholds(inst, now)
+                self.refreshes += 1
+                self.last_refresh_ns = now
+            return True
+
+    def _run(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            self._ready_event.set()
+        next_refresh = time.monotonic() + self.refresh_interval
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, min(1.0, next_refresh - time.monotonic())))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._check_periods()
+                self._drain()
+                if time.monotonic() >= next_refresh:
+                    self.refresh()
+                    next_refresh = time.monotonic() + self.refresh_interval
+            except Exception:  # the budget thread must survive anything
+                logger.exception("tokentrail: budget thread error")
+
+    def _drain(self) -> int:
+        """Deliver queued events: the store (via the exporter), logging, callables, webhooks."""
+        with self._drain_lock:
+            with self._lock:
+                events, self._events = self._events, []
+            if not events:
+                return 0
+            self._rt.exporter.write("budget_events", alerts.encode_events(e for _, e in events))
+            handlers = alerts.global_handlers()
+            for cb, e in events:
+                alerts.log_event(e)
+                if not e.alert:
+                    continue
+                own = [cb.budget.on_alert] if cb.budget.on_alert is not None else []
+                alerts.call_handlers(e, own + handlers)
+                url = cb.budget.webhook_url or self.settings.webhook_url
+                if url:
+                    self._webhooks.send(url, e.payload())
+            return len(events)
+
+    def flush(self) -> None:
+        """Deliver every queued event now (rows reach the spool / server before this returns;
+        webhooks are queued on their own thread)."""
+        self._check_periods()
+        self._drain()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.lock_timeout + 5)
+        self._drain()
+        self._webhooks.close(timeout=1.0)
+
+    @property
+    def webhooks(self) -> WebhookSender:
+        return self._webhooks
+
+
+def _tz(cb: CompiledBudget) -> Any:
+    from .periods import _zone
+
+    return _zone(cb.budget.timezone)

@@ -1,0 +1,292 @@
+"""Budget definitions: the `Budget` dataclass, its validation, and compiled scope matching.
+
+A `Budget` is plain data (it may come from code or from `[[budgets]]` in tokentrail.toml);
+`compile_budget` turns it into what the call path needs: Decimal amounts worked out once and a
+scope matcher that reads an `Attribution` without building anything.
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from itertools import product
+from typing import TYPE_CHECKING, Any
+
+from ..context import FIELDS, Attribution
+from ..errors import ConfigError
+from .periods import PERIODS
+
+if TYPE_CHECKING:
+    from .alerts import BudgetEvent
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "SCOPE_FIELDS",
+    "Budget",
+    "CompiledBudget",
+    "coerce_budgets",
+    "compile_budget",
+]
+
+SCOPE_FIELDS: tuple[str, ...] = FIELDS
+ACTIONS = ("block", "warn")
+UNPRICED = ("allow", "block")
+WILDCARD = "*"
+# The output cap assumed when neither the call (max_tokens) nor the budget says: a common
+# provider default for chat completions. Calls asking for more must say so to be admitted.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+_TOML_KEYS = (
+    "name",
+    "limit_usd",
+    "period",
+    "scope",
+    "warn_at",
+    "action",
+    "timezone",
+    "unpriced",
+    "max_output_tokens",
+    "webhook_url",
+)
+
+
+def _where(name: Any, key: str) -> str:
+    return f"budgets[{name}].{key}" if name else f"budgets.{key}"
+
+
+def _limit(value: Any, name: str) -> Decimal:
+    fix = "give a dollar amount >= 0, e.g. limit_usd=100"
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(_where(name, "limit_usd"), f"{value!r} is not an amount", fix)
+    try:
+        # str() first: 0.1 stays Decimal('0.1'), not the float's binary expansion
+        d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ConfigError(_where(name, "limit_usd"), f"{value!r} is not an amount", fix) from None
+    if not d.is_finite():
+        raise ConfigError(_where(name, "limit_usd"), f"{value!r} is not a finite amount", fix)
+    if d < 0:
+        raise ConfigError(_where(name, "limit_usd"), f"{value} is negative", fix)
+    if d > Decimal("999999999"):  # the store's Decimal(18, 9)
+        raise ConfigError(_where(name, "limit_usd"), f"{value} is too large", "use at most 999999999")
+    return d
+
+
+def _warn_at(value: Any, name: str) -> tuple[float, ...]:
+    fix = "give fractions of the limit in (0, 1], e.g. warn_at=(0.5, 0.8, 0.95)"
+    items: Iterable[Any]
+    if value is None:
+        return ()
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        items = (value,)
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigError(_where(name, "warn_at"), f"{value!r} is not a list of fractions", fix)
+    else:
+        items = value
+    out: set[float] = set()
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
+            raise ConfigError(_where(name, "warn_at"), f"{v!r} is not a number", fix)
+        f = float(v)
+        if not math.isfinite(f) or f <= 0 or f > 1:
+            raise ConfigError(_where(name, "warn_at"), f"{v} is outside (0, 1]", fix)
+        out.add(f)
+    return tuple(sorted(out))
+
+
+def _scope(value: Any, name: str) -> dict[str, str]:
+    fix = f'use attribution fields ({", ".join(SCOPE_FIELDS)}) with a value or "*", e.g. scope={{"team": "search"}}'
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(_where(name, "scope"), f"{value!r} is not a mapping", fix)
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if k not in SCOPE_FIELDS:
+            raise ConfigError(_where(name, f"scope.{k}"), "is not an attribution field", fix)
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or str(v).strip() == "":
+            raise ConfigError(_where(name, f"scope.{k}"), f"{v!r} is not a value", 'give one value, or "*" for one budget per value')
+        out[str(k)] = str(v).strip()
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Budget:
+    """A spending limit over a period for the calls whose attribution matches `scope`.
+
+    Args:
+        name: unique name, shown in alerts, `BudgetExceeded` and `tokentrail budgets`.
+        limit_usd: the limit in USD (int, str or Decimal; floats go through str()).
+        period: `day` | `week` | `month` (calendar, in `timezone`; weeks start on Monday),
+            `total` (no reset), or rolling `24h` | `7d` | `30d`.
+        scope: attribution fields to match (project, environment, team, feature, user_id,
+            session_id, tags). `"*"` makes one budget per distinct value: `{"user_id": "*"}` is
+            one budget per user. A call without that field is outside such a budget. An empty
+            scope matches every call in the store.
+        warn_at: fractions of the limit that alert once per period each (the limit itself,
+            1.0, always alerts).
+        action: `block` raises BudgetExceeded before the provider is called; `warn` only
+            records and alerts.
+        timezone: IANA zone for calendar periods (when a day/week/month starts).
+        unpriced: `allow` lets calls to a model with no price through (with an `unpriced`
+            event, cost unknown); `block` refuses them.
+        max_output_tokens: output cap assumed when a call gives no max_tokens (default
+            DEFAULT_MAX_OUTPUT_TOKENS = 4096).
+        webhook_url: where this budget's alerts are POSTed (else configure's webhook_url).
+        on_alert: called with each `BudgetEvent` of this budget, off the call path.
+    """
+
+    name: str
+    limit_usd: Decimal | int | float | str
+    period: str = "month"
+    scope: Mapping[str, str] = field(default_factory=dict)
+    warn_at: Sequence[float] | float = (0.5, 0.8, 0.95)
+    action: str = "block"
+    timezone: str = "UTC"
+    unpriced: str = "allow"
+    max_output_tokens: int | None = None
+    webhook_url: str | None = None
+    on_alert: Callable[[BudgetEvent], Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not name.strip() or len(name) > 128 or "\n" in name:
+            raise ConfigError("budgets.name", f"{name!r} is not a budget name", "give a short unique name, e.g. name='search-team'")
+        name = name.strip()
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "limit_usd", _limit(self.limit_usd, name))
+        if self.period not in PERIODS:
+            raise ConfigError(_where(name, "period"), f"{self.period!r} is not a period", f"use one of {', '.join(PERIODS)}")
+        set_(self, "scope", _scope(self.scope, name))
+        set_(self, "warn_at", _warn_at(self.warn_at, name))
+        if self.action not in ACTIONS:
+            raise ConfigError(_where(name, "action"), f"{self.action!r} is not an action", "use 'block' or 'warn'")
+        if self.unpriced not in UNPRICED:
+            raise ConfigError(_where(name, "unpriced"), f"{self.unpriced!r} is not allowed", "use 'allow' or 'block'")
+        tz = self.timezone
+        try:
+            if not isinstance(tz, str) or not tz:
+                raise ValueError
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(_where(name, "timezone"), f"{tz!r} is not a time zone", "use an IANA name such as 'UTC' or 'Europe/Paris'") from None
+        cap = self.max_output_tokens
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap <= 0):
+            raise ConfigError(_where(name, "max_output_tokens"), f"{cap!r} is not a positive integer", "give a token count, e.g. 1024")
+        hook = self.webhook_url
+        if hook is not None and (not isinstance(hook, str) or not hook.startswith(("http://", "https://"))):
+            raise ConfigError(_where(name, "webhook_url"), f"{hook!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
+        if self.on_alert is not None and not callable(self.on_alert):
+            raise ConfigError(_where(name, "on_alert"), "is not callable", "pass a function taking a BudgetEvent")
+
+    @property
+    def limit(self) -> Decimal:
+        """`limit_usd` as the Decimal it always is after validation."""
+        assert isinstance(self.limit_usd, Decimal)
+        return self.limit_usd
+
+    @property
+    def per_value(self) -> bool:
+        """True when the scope has a `"*"`: one budget per distinct value."""
+        return WILDCARD in self.scope.values()
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], index: int = 0) -> Budget:
+        """A Budget from a `[[budgets]]` table."""
+        name = data.get("name")
+        where = f"budgets[{name}]" if name else f"budgets[{index}]"
+        for key in data:
+            if key not in _TOML_KEYS:
+                raise ConfigError(f"{where}.{key}", "is not a budget setting", f"use one of {', '.join(_TOML_KEYS)}")
+        for key in ("name", "limit_usd"):
+            if key not in data:
+                raise ConfigError(f"{where}.{key}", "is missing", "every budget needs a name and a limit_usd")
+        return cls(**dict(data))
+
+
+def coerce_budgets(value: Iterable[Any]) -> list[Budget]:
+    """Budgets from Budget objects and/or `[[budgets]]` tables; names must be unique."""
+    out: list[Budget] = []
+    seen: set[str] = set()
+    for i, item in enumerate(value):
+        if isinstance(item, Budget):
+            b = item
+        elif isinstance(item, Mapping):
+            b = Budget.from_mapping(item, i)
+        else:
+            raise ConfigError(f"budgets[{i}]", f"{type(item).__name__} is not a budget", "pass tokentrail.Budget(...) objects or [[budgets]] tables")
+        if b.name in seen:
+            raise ConfigError(f"budgets[{b.name}]", "is defined twice", "give each budget a unique name")
+        seen.add(b.name)
+        out.append(b)
+    return out
+
+
+# -- compiled form, for the call path ---------------------------------------------------------
+
+
+@dataclass(eq=False)
+class CompiledBudget:
+    """A budget as the manager uses it. `keys(attribution)` gives the scope keys a call falls
+    into: [] (not in scope), [()] (a budget without "*"), or one key per distinct value."""
+
+    index: int
+    budget: Budget
+    limit: Decimal
+    block: bool
+    unpriced_block: bool
+    max_output_tokens: int
+    # (threshold, amount) ascending; always ends with the limit itself (1.0)
+    thresholds: tuple[tuple[float, Decimal], ...]
+    fixed: tuple[tuple[str, str], ...]
+    star: tuple[str, ...]
+
+    def keys(self, a: Attribution) -> list[tuple[str, ...]]:
+        for f, v in self.fixed:
+            if f == "tags":
+                if v not in a.tags:
+                    return []
+            elif getattr(a, f) != v:
+                return []
+        if not self.star:
+            return [()]
+        choices: list[Sequence[str]] = []
+        for f in self.star:
+            if f == "tags":
+                if not a.tags:
+                    return []
+                choices.append(a.tags)
+            else:
+                v = getattr(a, f)
+                if not v:
+                    return []
+                choices.append((v,))
+        if len(choices) == 1:
+            return [(v,) for v in choices[0]]
+        return [tuple(k) for k in product(*choices)]
+
+
+def scope_value(key: tuple[str, ...]) -> str:
+    """How a scope key reads in events and tables: the value ("alice"), or "search/alice"."""
+    return "/".join(key)
+
+
+def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_TOKENS) -> CompiledBudget:
+    limit = b.limit
+    fractions = sorted({*b.warn_at, 1.0})  # reaching the limit always alerts
+    thresholds = tuple((t, limit * Decimal(str(t))) for t in fractions)
+    return CompiledBudget(
+        index=index,
+        budget=b,
+        limit=limit,
+        block=b.action == "block",
+        unpriced_block=b.unpriced == "block",
+        max_output_tokens=b.max_output_tokens or default_cap,
+        thresholds=thresholds,
+        fixed=tuple((k, v) for k, v in b.scope.items() if v != WILDCARD),
+        star=tuple(k for k, v in b.scope.items() if v == WILDCARD),
+    )

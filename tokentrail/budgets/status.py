@@ -1,0 +1,211 @@
+"""Budget figures for `tokentrail budgets` and the dashboard: spent, limit, forecast, run-out date.
+
+Everything here reads the store only (what every process has flushed), so the CLI, the
+dashboard and SQL agree. Forecasts are linear: the spend rate so far in the period, carried
+to the period's end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ..errors import format_usd as fmt_usd
+from ..store import DATABASE
+from .model import Budget, CompiledBudget, coerce_budgets, compile_budget, scope_value
+from .periods import CALENDAR, NS, Window, length_ns, window
+from .spend import Spend, _lit, fetch_spend, scope_sql
+
+__all__ = ["BudgetStatus", "burndown", "fmt_usd", "recent_events", "status"]
+
+_Q = Decimal("0.000000001")
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """One budget (one scope value of a per-value budget) in its current period.
+
+    scope_value: "" for a budget without "*"; the user/team/... for a per-value budget; "*"
+    for a per-value budget nobody has spent under yet. forecast_usd: spend at the period's end
+    at the rate so far (calendar periods), None for `total` and rolling windows (a rolling
+    window's spend is already its steady rate). exhausts_at: when the limit is reached at that
+    rate (within the period for calendar periods, ever for `total`), None when it is not
+    reached or already is (then state is "exceeded").
+    """
+
+    budget: str
+    scope_value: str
+    period: str
+    action: str
+    period_start: datetime | None
+    period_end: datetime | None
+    spent_usd: Decimal
+    limit_usd: Decimal
+    forecast_usd: Decimal | None
+    exhausts_at: datetime | None
+    calls: int
+    state: str  # "ok" | "warning" (past the first warn_at) | "exceeded" (at or past the limit)
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return max(self.limit_usd - self.spent_usd, Decimal(0))
+
+    @property
+    def used(self) -> float:
+        """Fraction of the limit spent (a ratio, not money)."""
+        if self.limit_usd == 0:
+            return 0.0 if self.spent_usd == 0 else float("inf")
+        return float(self.spent_usd / self.limit_usd)
+
+
+def _now_ns(now: datetime | int | None) -> int:
+    if now is None:
+        return time.time_ns()
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+        return int(now.timestamp()) * NS + now.microsecond * 1000
+    return int(now)
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
+
+
+def _one(cb: CompiledBudget, w: Window, now: int, key: tuple[str, ...], s: Spend | None, label: str | None = None) -> BudgetStatus:
+    b = cb.budget
+    spent = s.spent_usd if s else Decimal(0)
+    forecast: Decimal | None = None
+    exhausts: datetime | None = None
+    if spent > 0 and b.period in CALENDAR and w.end_ns is not None:
+        elapsed = max(now - w.start_ns, 1)
+        forecast = (spent * (length_ns(b.period, w) or elapsed) / elapsed).quantize(_Q)
+        if spent < cb.limit:
+            t = now + int((cb.limit - spent) * elapsed / spent)
+            exhausts = _dt(t) if t < w.end_ns else None
+    elif 0 < spent < cb.limit and b.period == "total" and s is not None and s.first is not None:
+        elapsed = max(now - _now_ns(s.first), 1)
+        exhausts = _dt(now + int((cb.limit - spent) * elapsed / spent))
+    first_warn = min(b.warn_at) if b.warn_at else 1.0
+    if spent >= cb.limit:
+        state = "exceeded"
+    elif spent >= cb.limit * Decimal(str(first_warn)):
+        state = "warning"
+    else:
+        state = "ok"
+    return BudgetStatus(
+        budget=b.name,
+        scope_value=label if label is not None else scope_value(key),
+        period=b.period,
+        action=b.action,
+        period_start=None if b.period == "total" else _dt(w.start_ns),
+        period_end=None if w.end_ns is None else _dt(w.end_ns),
+        spent_usd=spent,
+        limit_usd=cb.limit,
+        forecast_usd=forecast,
+        exhausts_at=exhausts,
+        calls=s.calls if s else 0,
+        state=state,
+    )
+
+
+def _budgets(settings: Any) -> list[Budget]:
+    return coerce_budgets(getattr(settings, "budgets", ()) or ())
+
+
+def status(store: Any, settings: Any, now: datetime | int | None = None) -> list[BudgetStatus]:
+    """Every budget of `settings` (each scope value of a per-value budget, biggest spender
+    first) as the store sees it at `now` (default: the wall clock). `store` is an open
+    `tokentrail.store.Store` (or a clickhouse-connect client)."""
+    now_ns = _now_ns(now)
+    compiled = [compile_budget(i, b) for i, b in enumerate(_budgets(settings))]
+    items = [(cb, window(cb.budget.period, cb.budget.timezone, now_ns)) for cb in compiled]
+    client = getattr(store, "client", store)
+    spend = fetch_spend(client, items)
+    out: list[BudgetStatus] = []
+    for cb, w in items:
+        if not cb.star:
+            out.append(_one(cb, w, now_ns, (), spend.get((cb.index, ()))))
+            continue
+        mine = sorted(((k, s) for (i, k), s in spend.items() if i == cb.index), key=lambda ks: (-ks[1].spent_usd, ks[0]))
+        if not mine:
+            out.append(_one(cb, w, now_ns, (), None, label="*"))
+        for k, s in mine:
+            out.append(_one(cb, w, now_ns, k, s))
+    return out
+
+
+def _key_conds(cb: CompiledBudget, value: str) -> list[str]:
+    if not cb.star or value in ("", "*"):
+        return []
+    parts = value.split("/") if len(cb.star) > 1 else [value]
+    return [f"has(tags, {_lit(v)})" if f == "tags" else f"{f} = {_lit(v)}" for f, v in zip(cb.star, parts, strict=False)]
+
+
+def burndown(
+    store: Any, settings: Any, budget: str, scope_value: str = "", now: datetime | int | None = None
+) -> list[tuple[datetime, Decimal]]:
+    """Cumulative spend through the current period, by hour for `day` and `24h` budgets, else
+    by day (in the budget's time zone): [(bucket start UTC, spent so far)]. For the burn-down
+    chart against the limit."""
+    now_ns = _now_ns(now)
+    compiled = [compile_budget(i, b) for i, b in enumerate(_budgets(settings))]
+    cb = next((c for c in compiled if c.budget.name == budget), None)
+    if cb is None:
+        raise KeyError(budget)
+    w = window(cb.budget.period, cb.budget.timezone, now_ns)
+    where, _ = scope_sql(cb, w)
+    conds = [where, *_key_conds(cb, scope_value)]
+    tz = _lit(cb.budget.timezone)
+    unit = "toStartOfHour(timestamp)" if cb.budget.period in ("day", "24h") else f"toStartOfDay(timestamp, {tz})"
+    rows = getattr(store, "client", store).query(
+        f"SELECT toUnixTimestamp({unit}) AS t, sum(cost_usd) FROM {DATABASE}.spans "
+        f"WHERE {' AND '.join(conds)} GROUP BY t ORDER BY t"
+    ).result_rows
+    out: list[tuple[datetime, Decimal]] = []
+    total = Decimal(0)
+    for t, s in rows:
+        total += Decimal(s or 0)
+        out.append((datetime.fromtimestamp(int(t), tz=timezone.utc), total))
+    return out
+
+
+def recent_events(store: Any, *, budget: str | None = None, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
+    """The latest rows of `tokentrail.budget_events`, newest first, as dicts."""
+    conds = ["1"]
+    if budget is not None:
+        conds.append(f"budget = {_lit(budget)}")
+    if since is not None:
+        conds.append(f"timestamp >= fromUnixTimestamp64Micro(toInt64({_now_ns(since) // 1000}), 'UTC')")
+    res = getattr(store, "client", store).query(
+        f"SELECT * FROM {DATABASE}.budget_events WHERE {' AND '.join(conds)} "
+        f"ORDER BY timestamp DESC LIMIT {int(limit)}"
+    )
+    return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+
+
+def status_rows(statuses: Sequence[BudgetStatus]) -> list[dict[str, Any]]:
+    """Plain dicts (for a dataframe or JSON)."""
+    return [
+        {
+            "budget": s.budget,
+            "scope_value": s.scope_value,
+            "period": s.period,
+            "action": s.action,
+            "period_start": s.period_start,
+            "period_end": s.period_end,
+            "spent_usd": s.spent_usd,
+            "limit_usd": s.limit_usd,
+            "remaining_usd": s.remaining_usd,
+            "used": s.used,
+            "forecast_usd": s.forecast_usd,
+            "exhausts_at": s.exhausts_at,
+            "calls": s.calls,
+            "state": s.state,
+        }
+        for s in statuses
+    ]

@@ -1,0 +1,626 @@
+"""The `tokentrail` command: sql, report, prices, ingest, demo, dashboard, budgets (SPEC §8).
+
+Every command opens the store at most once (the embedded store admits one process at a time).
+A user error prints one line, `tokentrail: <what>: <problem>; <fix>`, to stderr and exits 2 for
+usage and configuration, 1 for anything that failed at run time. No traceback for those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConfigError, TokentrailError
+from .runtime import VERSION
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+# top-level module of an optional dependency -> the extra that installs it
+_EXTRAS: dict[str, str] = {
+    "chdb": "embedded",
+    "streamlit": "dashboard",
+    "pandas": "dashboard",
+    "altair": "dashboard",
+    "langchain_core": "langchain",
+    "llama_index": "llamaindex",
+    "tiktoken": "tokenizer",
+}
+
+
+class UsageError(Exception):
+    """Bad command line: argparse's message, made one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"tokentrail: {self.prog.removeprefix('tokentrail').strip() or 'usage'}: {message}; see '{self.prog} --help'")
+
+
+# -- output helpers ------------------------------------------------------------------------
+def usd(value: Decimal | None, places: int = 6) -> str:
+    """`$1.234567`; None (no priced call) is `unpriced`, never $0."""
+    if value is None:
+        return "unpriced"
+    q = Decimal(1).scaleb(-places)
+    return f"${value.quantize(q):,}"
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON / CSV can hold it: Decimal as a string (exact), times as ISO."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    return str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    plain = _plain(value)
+    return str(plain)
+
+
+def write_json(data: Any, out: IO[str]) -> None:
+    json.dump(_plain(data), out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+def write_csv(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_csv_cell(v) for v in r])
+
+
+def _numeric(type_name: str) -> bool:
+    t = type_name.removeprefix("Nullable(").removeprefix("LowCardinality(")
+    return t.startswith(("Int", "UInt", "Float", "Decimal"))
+
+
+def _console(*, markup: bool = False) -> Console:
+    # piped output: wide, so tables are not squeezed to 80 columns; markup off by default:
+    # values from the store (SQL results, model names) are printed verbatim
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False, markup=markup)
+
+
+def _err(message: str) -> None:
+    line = " ".join(str(message).split())
+    if not line.startswith("tokentrail"):
+        line = f"tokentrail: {line}"
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+# -- configuration -------------------------------------------------------------------------
+def _settings(args: argparse.Namespace) -> Any:
+    from .config import resolve
+
+    return resolve(config_file=args.config)
+
+
+LOCK_TIMEOUT_S = 30.0  # how long a command waits for another reader of the embedded store
+
+
+def _open(settings: Any) -> Any:
+    from .store import open_store
+
+    return open_store(settings, lock_timeout=LOCK_TIMEOUT_S)
+
+
+def _filters(args: argparse.Namespace) -> Any:
+    from .queries import Filters
+
+    def one_or_many(v: list[str] | None) -> str | tuple[str, ...] | None:
+        if not v:
+            return None
+        return v[0] if len(v) == 1 else tuple(v)
+
+    filters = Filters(
+        since=args.since,
+        until=args.until,
+        project=one_or_many(args.project),
+        environment=one_or_many(args.environment),
+        team=one_or_many(args.team),
+        feature=one_or_many(args.feature),
+        user_id=one_or_many(args.user),
+        model=one_or_many(args.model),
+        provider=one_or_many(args.provider),
+    )
+    try:
+        filters.time_range()
+    except ConfigError as e:  # name the flag the user typed
+        raise ConfigError(f"--{e.field}", e.problem, e.fix) from None
+    return filters
+
+
+# -- sql -----------------------------------------------------------------------------------
+def cmd_sql(args: argparse.Namespace, console: Console) -> int:
+    from .queries import run_sql
+
+    query = sys.stdin.read() if args.query == "-" else args.query
+    settings = _settings(args)
+    with _open(settings) as store:
+        result = run_sql(store, query, readonly=True)
+    if args.format == "json":
+        write_json(result.records(), sys.stdout)
+    elif args.format == "csv":
+        write_csv(result.columns, result.rows, sys.stdout)
+    else:
+        table = Table(show_header=True, header_style="bold", show_lines=False)
+        for name, type_name in zip(result.columns, result.types or [""] * len(result.columns), strict=False):
+            table.add_column(name, justify="right" if _numeric(type_name) else "left", overflow="fold")
+        for r in result.rows:
+            table.add_row(*(_cell(v) for v in r))
+        console.print(table)
+        console.print(f"{len(result.rows)} row{'s' if len(result.rows) != 1 else ''}", style="dim")
+    return EXIT_OK
+
+
+# -- report --------------------------------------------------------------------------------
+_REPORT_FIELDS = (
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "unpriced_calls",
+    "errors",
+)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from .queries import report, totals
+
+    filters = _filters(args)
+    settings = _settings(args)
+    with _open(settings) as store:
+        rows = report(store, args.by, filters, limit=args.limit)
+        total = totals(store, filters)
+    key_name = args.by
+    if args.format == "json":
+        write_json(
+            {
+                "by": args.by,
+                "filters": filters.describe(),
+                "rows": [{key_name: r.key, **{f: getattr(r, f) for f in _REPORT_FIELDS}} for r in rows],
+                "total": {f: getattr(total, f) for f in _REPORT_FIELDS},
+            },
+            sys.stdout,
+        )
+        return EXIT_OK
+    if args.format == "csv":
+        write_csv([key_name, *_REPORT_FIELDS], [[r.key, *(getattr(r, f) for f in _REPORT_FIELDS)] for r in rows], sys.stdout)
+        return EXIT_OK
+
+    table = Table(title=f"Spend by {args.by} ({filters.describe()})", show_footer=True, header_style="bold")
+    cost_total = total.cost_usd or Decimal(0)
+
+    def share(c: Decimal | None) -> str:
+        return f"{(c / cost_total * 100):.1f}%" if c is not None and cost_total > 0 else ""
+
+    table.add_column(args.by, footer="total")
+    for name, footer in (
+        ("calls", f"{total.calls:,}"),
+        ("input tok", f"{total.input_tokens:,}"),
+        ("output tok", f"{total.output_tokens:,}"),
+        ("cache read", f"{total.cache_read_tokens:,}"),
+        ("cache write", f"{total.cache_write_tokens:,}"),
+        ("reasoning", f"{total.reasoning_tokens:,}"),
+        ("cost", usd(total.cost_usd)),
+        ("share", "100%" if total.cost_usd else ""),
+        ("unpriced", f"{total.unpriced_calls:,}"),
+        ("errors", f"{total.errors:,}"),
+    ):
+        table.add_column(name, footer=footer, justify="right")
+    for r in rows:
+        table.add_row(
+            r.key or "(unset)",
+            f"{r.calls:,}",
+            f"{r.input_tokens:,}",
+            f"{r.output_tokens:,}",
+            f"{r.cache_read_tokens:,}",
+            f"{r.cache_write_tokens:,}",
+            f"{r.reasoning_tokens:,}",
+            usd(r.cost_usd),
+            share(r.cost_usd),
+            f"{r.unpriced_calls:,}",
+            f"{r.errors:,}",
+        )
+    console.print(table)
+    if not rows:
+        console.print("no model calls match; run `tokentrail demo --no-dashboard` for sample data", style="dim")
+    elif total.unpriced_calls:
+        console.print(
+            f"{total.unpriced_calls:,} call(s) have no known price and are not in the cost; "
+            'add [prices."<model>"] to tokentrail.toml to price them',
+            style="yellow",
+        )
+    return EXIT_OK
+
+
+# -- prices --------------------------------------------------------------------------------
+_PRICE_ROWS = (
+    ("input_per_mtok", "input"),
+    ("output_per_mtok", "output"),
+    ("cache_read_per_mtok", "cache read"),
+    ("cache_write_per_mtok", "cache write"),
+)
+
+
+def cmd_prices(args: argparse.Namespace, console: Console) -> int:
+    from .pricing import PriceBook
+
+    when = datetime.now(timezone.utc) if args.at is None else _flag_time(args.at, "--at")
+    settings = _settings(args)
+    info = PriceBook(settings.prices).describe(args.model, args.provider, when)
+    priced = info.get("status") in ("priced", "override")
+    if args.format == "json":
+        write_json(info, sys.stdout)
+        return EXIT_OK if priced else EXIT_RUNTIME
+    table = Table(title=f"{args.model} at {when:%Y-%m-%d %H:%M} UTC", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("status", str(info.get("status", "")))
+    table.add_row("source", str(info.get("source") or "-"))
+    if info.get("matched_model"):
+        table.add_row("matched", f"{info.get('matched_provider') or ''}/{info['matched_model']}".lstrip("/"))
+    for key, label in _PRICE_ROWS:
+        v = info.get(key)
+        table.add_row(f"{label} $/MTok", "-" if v is None else f"${v}")
+    for key, tiers in (info.get("tiers") or {}).items():
+        label = dict(_PRICE_ROWS).get(key, key)
+        for start, price in tiers:
+            table.add_row(f"{label} above {start:,} tok", f"${price} /MTok")
+    for key, v in (info.get("other") or {}).items():
+        table.add_row(key, f"${v}")
+    console.print(table)
+    if not priced:
+        hint = f'add [prices."{args.model}"] with input_per_mtok and output_per_mtok to tokentrail.toml'
+        _err(f"prices: no price known for {args.model!r}{f' (provider {args.provider})' if args.provider else ''}; {hint}")
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def _flag_time(value: str, flag: str) -> datetime:
+    from .queries import parse_time
+
+    try:
+        return parse_time(value, field_name=flag)
+    except ConfigError as e:
+        raise ConfigError(flag, e.problem, e.fix) from None
+
+
+# -- ingest --------------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
+    from .store import DATABASE
+
+    settings = _settings(args)
+    with _open_no_ingest(settings) as store:
+        before = _row_counts(store, DATABASE)
+        batches = store.ingest()
+        after = _row_counts(store, DATABASE)
+    added = {t: after[t] - before.get(t, 0) for t in after}
+    where = settings.clickhouse_url if not settings.embedded else str(settings.embedded_path)
+    if batches == 0:
+        console.print(f"spool empty ({settings.spool_dir}); nothing to ingest")
+    else:
+        console.print(
+            f"ingested {batches} batch{'es' if batches != 1 else ''} into {where}: "
+            f"{added.get('spans', 0):,} spans, {added.get('budget_events', 0):,} budget events"
+        )
+    return EXIT_OK
+
+
+def _open_no_ingest(settings: Any) -> Any:
+    from .store import open_store
+
+    return open_store(settings, ingest=False, lock_timeout=LOCK_TIMEOUT_S)
+
+
+def _row_counts(store: Any, database: str) -> dict[str, int]:
+    rows = store.rows(
+        "SELECT name, total_rows FROM system.tables WHERE database = {db:String} AND name IN ('spans', 'budget_events')",
+        {"db": database},
+    )
+    return {str(n): int(c or 0) for n, c in rows}
+
+
+# -- dashboard -----------------------------------------------------------------------------
+def dashboard_app() -> Path:
+    return Path(__file__).resolve().parent / "dashboard" / "app.py"
+
+
+def dashboard_command(host: str, port: int, *, headless: bool = False) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(dashboard_app()),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",  # no network calls from a local tool
+    ]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    return cmd
+
+
+def run_dashboard(args: argparse.Namespace, console: Console) -> int:
+    if importlib.util.find_spec("streamlit") is None:
+        _err("dashboard: streamlit is not installed; pip install 'tokentrail[dashboard]'")
+        return EXIT_RUNTIME
+    app = dashboard_app()
+    if not app.is_file():
+        _err(f"dashboard: the app is missing ({app}); reinstall tokentrail with pip install 'tokentrail[dashboard]'")
+        return EXIT_RUNTIME
+    env = dict(os.environ)
+    if args.config:
+        env["TOKENTRAIL_CONFIG"] = str(Path(args.config).expanduser().resolve())
+    console.print(f"tokentrail dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    try:
+        return subprocess.call(dashboard_command(args.host, args.port, headless=args.headless), env=env)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
+    _settings(args)  # a bad configuration fails here, in one line, not inside streamlit
+    return run_dashboard(args, console)
+
+
+# -- budgets -------------------------------------------------------------------------------
+def cmd_budgets(args: argparse.Namespace, console: Console) -> int:
+    try:
+        from .budgets.cli import budgets_command
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("tokentrail"):
+            _err("budgets: not available in this installation (tokentrail.budgets.cli is missing); upgrade tokentrail")
+            return EXIT_RUNTIME
+        raise
+    settings = _settings(args)
+    # the budgets table styles its cells with rich markup
+    return int(budgets_command(settings, _console(markup=True)))
+
+
+# -- demo ----------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    if importlib.util.find_spec("langchain_core") is None:
+        _err("demo: langchain-core is not installed; pip install 'tokentrail[langchain]'")
+        return EXIT_RUNTIME
+    from . import runtime
+    from .demo import run_demo
+
+    rt = runtime.configure(config_file=args.config, service_name="tokentrail-demo")
+    try:
+        result = run_demo(rt, days=args.days, calls=args.calls, seed=args.seed, console=console)
+        rt.flush()
+    finally:
+        rt.shutdown()
+    _demo_summary(rt.settings, result, console)
+    if args.no_dashboard:
+        return EXIT_OK
+    return run_dashboard(args, console)
+
+
+def _demo_summary(settings: Any, result: Any, console: Console) -> None:
+    from .queries import Filters, report, totals
+
+    filters = Filters(since=result.start)
+    with _open(settings) as store:
+        total = totals(store, filters)
+        rows = report(store, "model", filters)
+    where = settings.clickhouse_url if not settings.embedded else str(settings.embedded_path)
+    console.print(
+        f"demo: {result.requests:,} requests, {result.model_calls:,} model calls over {result.days} days "
+        f"({result.errors:,} failed requests) -> {where}"
+    )
+    table = Table(title=f"The store since {result.start:%Y-%m-%d %H:%M} UTC", show_footer=True, header_style="bold")
+    table.add_column("model", footer="total")
+    table.add_column("calls", justify="right", footer=f"{total.calls:,}")
+    table.add_column("tokens in / out", justify="right", footer=f"{total.input_tokens:,} / {total.output_tokens:,}")
+    table.add_column("cost", justify="right", footer=usd(total.cost_usd))
+    for r in rows:
+        table.add_row(r.key or "(unset)", f"{r.calls:,}", f"{r.input_tokens:,} / {r.output_tokens:,}", usd(r.cost_usd))
+    console.print(table)
+    console.print("next: tokentrail report --by feature | tokentrail dashboard | tokentrail sql \"SELECT ...\"", style="dim")
+
+
+# -- parser --------------------------------------------------------------------------------
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not between 1 and 65535")
+    return port
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .queries import GROUP_BY
+
+    # --config works before or after the command. SUPPRESS: a sub-command does not reset it (the
+    # action is shared by every parser, so no set_defaults here; main() fills in None)
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="tokentrail.toml to read")
+
+    parser = _Parser(
+        prog="tokentrail",
+        description="Know, cap and cut what LLM applications spend.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"tokentrail {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("sql", parents=[common], help="run read-only SQL on the store", description="Run read-only SQL on the store (tables tokentrail.spans, tokentrail.budget_events).")
+    p.add_argument("query", help='the SQL, e.g. "SELECT request_model, sum(cost_usd) FROM tokentrail.spans GROUP BY 1"; - reads stdin')
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("report", parents=[common], help="spend and tokens by model, user, team, ...", description="Model calls, tokens and spend, grouped.")
+    p.add_argument("--by", choices=list(GROUP_BY), default="model")
+    p.add_argument("--since", metavar="WHEN", help="7d, 24h, 30m or a date (2026-01-31); default: all time")
+    p.add_argument("--until", metavar="WHEN", help="same forms as --since")
+    for flag, help_ in (
+        ("--project", "only this project (repeatable)"),
+        ("--environment", "only this environment (repeatable)"),
+        ("--team", "only this team (repeatable)"),
+        ("--feature", "only this feature (repeatable)"),
+        ("--user", "only this user id (repeatable)"),
+        ("--model", "only this requested model (repeatable)"),
+        ("--provider", "only this provider (repeatable)"),
+    ):
+        p.add_argument(flag, action="append", metavar="NAME", help=help_)
+    p.add_argument("--limit", type=_positive, help="at most this many rows")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("prices", parents=[common], help="the price that would be used for a model, and its source")
+    p.add_argument("model")
+    p.add_argument("--provider", help="openai, anthropic, gcp.gemini, aws.bedrock, ... (default: inferred)")
+    p.add_argument("--at", metavar="DATE", help="price valid at this date (default now)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_prices)
+
+    p = sub.add_parser("ingest", parents=[common], help="drain the spool into the store now")
+    p.set_defaults(func=cmd_ingest)
+
+    dash = _Parser(add_help=False)
+    dash.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    dash.add_argument("--port", type=_port, default=8501)
+    dash.add_argument("--headless", action="store_true", help="do not open a browser")
+
+    p = sub.add_parser("demo", parents=[common, dash], help="realistic traffic through LangChain (and LlamaIndex) into the store")
+    p.add_argument("--days", type=_positive, default=14, help="days of history (default 14)")
+    p.add_argument("--calls", type=_positive, default=1500, help="about this many model calls (default 1500)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same traffic)")
+    p.add_argument("--no-dashboard", action="store_true", help="exit after the traffic instead of starting the dashboard")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("dashboard", parents=[common, dash], help="the Streamlit dashboard")
+    p.set_defaults(func=cmd_dashboard)
+
+    p = sub.add_parser("budgets", parents=[common], help="each budget: spent, limit, forecast")
+    p.set_defaults(func=cmd_budgets)
+    return parser
+
+
+# -- entry point ---------------------------------------------------------------------------
+_STORE_FIX = "check TOKENTRAIL_CLICKHOUSE_URL / TOKENTRAIL_HOME, and that no other program holds the embedded store"
+
+
+def _missing_module(e: ModuleNotFoundError, command: str) -> str:
+    name = (e.name or "").split(".")[0]
+    extra = _EXTRAS.get(name)
+    if extra:
+        return f"tokentrail: {command}: the {name} package is not installed; pip install 'tokentrail[{extra}]'"
+    if name == "tokentrail":
+        return f"tokentrail: {command}: {e.name} is missing from this installation; reinstall tokentrail"
+    return f"tokentrail: {command}: the {e.name} package is not installed; pip install {name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
+    if not hasattr(args, "config"):
+        args.config = None
+    console = _console()
+    func: Callable[[argparse.Namespace, Console], int] = args.func
+    try:
+        return int(func(args, console))
+    except ConfigError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except TokentrailError as e:
+        _err(str(e))
+        return EXIT_RUNTIME
+    except TimeoutError as e:  # the store lock (store.lock.LockTimeout)
+        _err(str(e))
+        return EXIT_RUNTIME
+    except ModuleNotFoundError as e:
+        _err(_missing_module(e, args.command))
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        _err(f"{args.command}: interrupted")
+        return 130
+    except Exception as e:
+        from clickhouse_connect.driver.exceptions import ClickHouseError
+
+        if isinstance(e, ClickHouseError):
+            from .queries import sql_error
+
+            err = sql_error(e)
+            _err(f"tokentrail: {args.command}: ClickHouse: {err.problem}; {_STORE_FIX}")
+            return EXIT_RUNTIME
+        if isinstance(e, OSError) and e.filename:
+            _err(f"tokentrail: {args.command}: {e.strerror} ({e.filename}); check the path and its permissions")
+            return EXIT_RUNTIME
+        raise
+
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,678 @@
+"""TokentrailCallbackHandler: LangChain runs -> OpenTelemetry spans with tokens and cost.
+
+One span per run, parented as the runs nest (parent_run_id), inside the caller's active trace.
+Each run's span is attached as the current OTel context while the run is open, so spans made
+inside it (a provider SDK's, httpx instrumentation, embeddings) nest under it, across
+LangChain's thread pools and asyncio tasks (see otel_context for the detaching rules).
+
+Hot path (chain spans): a handful of attributes, no copies of inputs or outputs, cached
+attribution attributes. Model spans add usage and cost when the run ends.
+
+Every span ends: on the run's end or error callback, or, when that never comes (an abandoned
+stream finalised out of order), when its root run ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from ... import _internal, runtime, tokens
+from ... import context as attribution_context
+from ... import semconv as sc
+from ...context import EMPTY, Attribution
+from ...errors import BudgetExceeded
+from ...pricing import Cost
+from ...providers import infer_provider
+from ...usage import Usage, from_langchain_result, is_langchain_cache_hit
+from .. import common
+from . import async_context, extract
+from . import otel_context as ctxs
+
+__all__ = ["FRAMEWORK", "TokentrailCallbackHandler", "langchain_handler"]
+
+FRAMEWORK = "langchain"
+ABANDONED = "tokentrail.abandoned"
+CACHE_SAVED_USD = "tokentrail.cache_hit.saved_usd"
+RETRIES = "tokentrail.retries"
+RETRIEVED_DOCUMENTS = "tokentrail.retrieval.documents"
+TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
+TOOL_RESULT = "gen_ai.tool.call.result"
+
+_ZERO = Decimal("0E-9")
+_CACHE_HIT_COST = Cost(_ZERO, _ZERO, _ZERO, sc.COST_PRICED, "langchain cache hit")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# run id -> the handler recording it. Two tokentrail handlers on one run (a global one from
+# instrument_langchain and an explicit one merged into the same config) would double every
+# span and every dollar: the first to see a run records it, the other ignores it.
+_CLAIMS: dict[UUID, TokentrailCallbackHandler] = {}
+
+
+def _guard(func: F) -> F:
+    """Callbacks never raise into the user's program (the handler has raise_error=True so that
+    BudgetExceeded reaches the caller): internal errors are logged, or re-raised under pytest."""
+    where = func.__qualname__
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BudgetExceeded:
+            raise
+        except Exception:
+            if _internal._reraise():
+                raise
+            _internal.logger.exception("tokentrail internal error in %s (your program continues)", where)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Run:
+    """One open LangChain run. `span` is None for runs we pass through (hidden runs)."""
+
+    __slots__ = (
+        "run_id",
+        "rt",
+        "span",
+        "ctx",
+        "token",
+        "attribution",
+        "attrs",
+        "root",
+        "parent",
+        "child_error",
+        "children",
+        "model_call",
+        "operation",
+        "model",
+        "provider",
+        "messages",
+        "prompts",
+        "start_ns",
+        "first_token_ns",
+        "pieces",
+        "reservation",
+        "retries",
+    )
+
+    def __init__(self, run_id: UUID, rt: runtime.Tokentrail) -> None:
+        self.run_id = run_id
+        self.rt = rt
+        self.span: Span | None = None
+        self.ctx: Context | None = None
+        self.token: object | None = None
+        self.attribution: Attribution = EMPTY
+        self.attrs: Mapping[str, Any] = {}
+        self.root: _Run | None = None  # None: this run is a root
+        self.parent: _Run | None = None
+        self.child_error = 0  # id() of the exception a child run already recorded
+        self.children: dict[UUID, _Run] | None = None  # roots only: open descendants
+        self.model_call = False
+        self.operation = sc.OP_CHAIN
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.messages: Sequence[Any] | None = None
+        self.prompts: Sequence[str] | None = None
+        self.start_ns = 0
+        self.first_token_ns = 0
+        self.pieces: list[str] | None = None
+        self.reservation: Any = None
+        self.retries = 0
+
+
+@functools.lru_cache(maxsize=2048)
+def _classify_chain(name: str, node: str | None, langgraph: bool) -> tuple[str, str]:
+    """(operation, span name) of a chain run: LangGraph graphs and agents get their GenAI names."""
+    agent = "agent" in name.lower()
+    if node is not None and node == name:  # a LangGraph node
+        return (sc.OP_INVOKE_AGENT, f"invoke_agent {name}") if agent else (sc.OP_CHAIN, name)
+    if (langgraph and node is None) or name == "LangGraph":  # the graph itself
+        if agent:
+            return sc.OP_INVOKE_AGENT, f"invoke_agent {name}"
+        return sc.OP_INVOKE_WORKFLOW, f"invoke_workflow {name}"
+    if agent:  # AgentExecutor and friends
+        return sc.OP_INVOKE_AGENT, f"invoke_agent {name}"
+    return sc.OP_CHAIN, name
+
+
+def _serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
+    if not serialized:
+        return None
+    name = serialized.get("name")
+    if isinstance(name, str) and name:
+        return name
+    ident = serialized.get("id")
+    if isinstance(ident, Sequence) and ident and isinstance(ident[-1], str):
+        return ident[-1]
+    return None
+
+
+def _when(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+
+class TokentrailCallbackHandler(BaseCallbackHandler):
+    """A LangChain callback handler recording every run as an OpenTelemetry span.
+
+    Keyword arguments are attribution (project, environment, team, feature, user_id,
+    session_id, tags); they override `tokentrail.attributes()` and the configure defaults,
+    and are overridden by LangChain run metadata / tags.
+    """
+
+    # BudgetExceeded must reach the caller; everything else is swallowed by _guard
+    raise_error = True
+    # called inline in the caller's task/thread: that is where the OTel context must change
+    run_inline = True
+
+    def __init__(self, **attribution: Any) -> None:
+        super().__init__()
+        self.attribution: Attribution = attribution_context._coerce(attribution) if attribution else EMPTY
+        self._runs: dict[UUID, _Run] = {}
+        self._lock = threading.Lock()
+        self._base: tuple[Attribution, runtime.Tokentrail, Attribution] | None = None
+        self._attr_cache: dict[Attribution, dict[str, Any]] = {}
+        async_context.install(_release_context)
+
+    def __repr__(self) -> str:
+        return f"TokentrailCallbackHandler({self.attribution!r})"
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    @property
+    def open_runs(self) -> int:
+        """Runs started and not yet ended (a leak shows here)."""
+        return len(self._runs)
+
+    def _root_attribution(self, rt: runtime.Tokentrail) -> Attribution:
+        """configure defaults < tokentrail.attributes() < this handler's kwargs."""
+        cur = attribution_context.current()
+        base = self._base
+        if base is not None and base[0] is cur and base[1] is rt:
+            return base[2]
+        merged = rt.defaults.merged(cur).merged(self.attribution)
+        self._base = (cur, rt, merged)
+        return merged
+
+    def _attribution_attrs(self, attribution: Attribution) -> dict[str, Any]:
+        attrs = self._attr_cache.get(attribution)
+        if attrs is None:
+            attrs = attribution.span_attributes()
+            if len(self._attr_cache) > 1024:
+                self._attr_cache.clear()
+            self._attr_cache[attribution] = attrs
+        return attrs
+
+    def _open(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> tuple[_Run, Context | None] | None:
+        """A new run record with its attribution and root, and the parent context; None when
+        another tokentrail handler records this run."""
+        if _CLAIMS.setdefault(run_id, self) is not self:
+            return None
+        ctxs.heal()
+        rt = runtime.get()
+        run = _Run(run_id, rt)
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        if parent is not None:
+            parent_ctx = parent.ctx
+            attribution = parent.attribution
+            attrs = parent.attrs
+            run.root = parent.root or parent
+            run.parent = parent
+        else:
+            # a root run, or a child of a run this handler never saw: join the caller's trace
+            parent_ctx = ctxs.effective_parent()
+            attribution = self._root_attribution(rt)
+            attrs = None
+        if metadata or tags:
+            from_run = attribution_context.from_langchain(metadata, tags)
+            if from_run is not EMPTY:
+                merged = attribution.merged(from_run)
+                if merged != attribution:
+                    attribution, attrs = merged, None
+        run.attribution = attribution
+        run.attrs = attrs if attrs is not None else self._attribution_attrs(attribution)
+        return run, parent_ctx
+
+    def _register(self, run: _Run) -> None:
+        self._runs[run.run_id] = run
+        root = run.root
+        if root is not None:
+            with self._lock:
+                if root.children is None:
+                    root.children = {}
+                root.children[run.run_id] = run
+
+    def _activate(self, run: _Run, parent_ctx: Context | None) -> None:
+        """Register the run and make its span the current context."""
+        assert run.span is not None
+        base = parent_ctx if parent_ctx is not None else otel_context.get_current()
+        run.ctx = ctxs.context_for(run.span, base, root=run.root is None, attribution=run.attribution)
+        run.token = ctxs.attach(run.ctx)
+        self._register(run)
+
+    def _start_span(
+        self,
+        run: _Run,
+        parent_ctx: Context | None,
+        name: str,
+        operation: str,
+        kind: SpanKind,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Span:
+        attrs: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation, sc.FRAMEWORK: FRAMEWORK}
+        if extra:
+            attrs.update(extra)
+        attrs.update(run.attrs)
+        run.operation = operation
+        run.start_ns = run.rt.now_ns()
+        span = run.rt.tracer.start_span(name, context=parent_ctx, kind=kind, attributes=attrs, start_time=run.start_ns)
+        run.span = span
+        return span
+
+    def _close(self, run: _Run, error: BaseException | None = None, *, abandoned: bool = False) -> None:
+        """End the run's span (status from error), take its context off, forget the run."""
+        _CLAIMS.pop(run.run_id, None)
+        span = run.span
+        if span is not None:
+            if error is not None and not isinstance(error, GeneratorExit) and not extract.is_control_flow(error):
+                if run.child_error == id(error):
+                    # the same exception passing up from a child: its traceback is on the
+                    # child's span already (formatting it costs ~1 ms a span)
+                    span.set_attribute(sc.ERROR_TYPE, type(error).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
+                else:
+                    common.record_error(span, error)
+                if run.parent is not None:
+                    run.parent.child_error = id(error)
+            elif abandoned or isinstance(error, GeneratorExit):
+                # the caller stopped reading a stream: not an error, but the span says so
+                span.set_attribute(ABANDONED, True)
+            if run.retries:
+                span.set_attribute(RETRIES, run.retries)
+            span.end(end_time=run.rt.now_ns())
+        if run.token is not None and run.ctx is not None:
+            ctxs.detach(run.ctx, run.token)
+            run.token = None
+        root = run.root
+        if root is not None:
+            with self._lock:
+                if root.children is not None:
+                    root.children.pop(run.run_id, None)
+        elif run.children:
+            self._sweep(run, error)
+
+    def _sweep(self, root: _Run, error: BaseException | None) -> None:
+        """End runs still open when their root ended (their end callback never came, or comes
+        after the root's, as with a stream abandoned half way)."""
+        with self._lock:
+            orphans = list((root.children or {}).values())
+            root.children = None
+        for orphan in orphans:
+            if self._runs.pop(orphan.run_id, None) is None:
+                continue
+            orphan.root = None  # nothing left to unregister from
+            if orphan.model_call and orphan.span is not None:
+                self._settle_model(orphan, None, error, abandoned=True)
+            self._close(orphan, error, abandoned=True)
+
+    # -- chains, tools, retrievers ---------------------------------------------------------
+    @_guard
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        opened = self._open(run_id, parent_run_id, tags, metadata)
+        if opened is None:
+            return
+        run, parent_ctx = opened
+        if tags and "langsmith:hidden" in tags:
+            # framework plumbing (LangGraph channel writes...): no span, children pass through
+            run.ctx = parent_ctx
+            self._register(run)
+            return
+        name = kwargs.get("name") or _serialized_name(serialized) or "chain"
+        if metadata:
+            node = metadata.get("langgraph_node")
+            langgraph = metadata.get("ls_integration") == "langgraph"
+            operation, span_name = _classify_chain(name, node if isinstance(node, str) else None, langgraph)
+        else:
+            operation, span_name = _classify_chain(name, None, False)
+        extra = {sc.GEN_AI_AGENT_NAME: name} if operation == sc.OP_INVOKE_AGENT else None
+        self._start_span(run, parent_ctx, span_name, operation, SpanKind.INTERNAL, extra)
+        self._activate(run, parent_ctx)
+
+    @_guard
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._close(run)
+
+    @_guard
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._close(run, error)
+
+    @_guard
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        opened = self._open(run_id, parent_run_id, tags, metadata)
+        if opened is None:
+            return
+        run, parent_ctx = opened
+        name = kwargs.get("name") or _serialized_name(serialized) or "tool"
+        extra: dict[str, Any] = {sc.GEN_AI_TOOL_NAME: name}
+        if run.rt.settings.capture_content:
+            extra[TOOL_ARGUMENTS] = extract.text_json(inputs if inputs is not None else input_str)
+        self._start_span(run, parent_ctx, common.span_name(sc.OP_EXECUTE_TOOL, name), sc.OP_EXECUTE_TOOL, SpanKind.INTERNAL, extra)
+        self._activate(run, parent_ctx)
+
+    @_guard
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        if run.span is not None and run.rt.settings.capture_content:
+            run.span.set_attribute(TOOL_RESULT, extract.text_json(output))
+        self._close(run)
+
+    @_guard
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._close(run, error)
+
+    @_guard
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        opened = self._open(run_id, parent_run_id, tags, metadata)
+        if opened is None:
+            return
+        run, parent_ctx = opened
+        name = kwargs.get("name") or _serialized_name(serialized) or "retriever"
+        extra: dict[str, Any] = {sc.GEN_AI_DATA_SOURCE_ID: name}
+        if run.rt.settings.capture_content:
+            extra[sc.GEN_AI_INPUT_MESSAGES] = extract.input_messages_json(None, [query])
+        self._start_span(run, parent_ctx, common.span_name(sc.OP_RETRIEVAL, name), sc.OP_RETRIEVAL, SpanKind.INTERNAL, extra)
+        self._activate(run, parent_ctx)
+
+    @_guard
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        if run.span is not None:
+            run.span.set_attribute(RETRIEVED_DOCUMENTS, len(documents))
+        self._close(run)
+
+    @_guard
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._close(run, error)
+
+    @_guard
+    def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is not None and run.span is not None:
+            run.retries += 1
+            attempt = getattr(retry_state, "attempt_number", run.retries)
+            run.span.add_event("retry", {"attempt": int(attempt)})
+
+    # -- model calls -----------------------------------------------------------------------
+    @_guard
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._start_model(
+            sc.OP_CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs, messages=messages[0] if messages else []
+        )
+
+    @_guard
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any] | None,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._start_model(sc.OP_TEXT_COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompts=prompts)
+
+    def _start_model(
+        self,
+        operation: str,
+        serialized: Mapping[str, Any] | None,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+        *,
+        messages: Sequence[Any] | None = None,
+        prompts: Sequence[str] | None = None,
+    ) -> None:
+        opened = self._open(run_id, parent_run_id, tags, metadata)
+        if opened is None:
+            return
+        run, parent_ctx = opened
+        params = kwargs.get("invocation_params")
+        if not isinstance(params, Mapping):
+            params = None
+        model = extract.request_model(params, metadata)
+        ls_provider = metadata.get("ls_provider") if metadata else None
+        provider = infer_provider(
+            model,
+            class_name=extract.class_name(serialized, params),
+            ls_provider=ls_provider if isinstance(ls_provider, str) else None,
+        )
+        run.model_call = True
+        run.model, run.provider = model, provider
+        run.messages, run.prompts = messages, prompts
+        extra: dict[str, Any] = {sc.GEN_AI_PROVIDER_NAME: provider}
+        if model:
+            extra[sc.GEN_AI_REQUEST_MODEL] = model
+        max_out = extract.max_output_tokens(params, metadata)
+        if max_out is not None:
+            extra[sc.GEN_AI_REQUEST_MAX_TOKENS] = max_out
+        temp = extract.temperature(params)
+        if temp is not None:
+            extra[sc.GEN_AI_REQUEST_TEMPERATURE] = temp
+        rt = run.rt
+        if rt.settings.capture_content:
+            extra[sc.GEN_AI_INPUT_MESSAGES] = extract.input_messages_json(messages, prompts)
+        span = self._start_span(run, parent_ctx, common.span_name(operation, model), operation, SpanKind.CLIENT, extra)
+        if rt.budgets is not None:
+            try:
+                run.reservation = common.budget_reserve(
+                    rt,
+                    run.attribution,
+                    model=model,
+                    provider=provider,
+                    prompt_tokens=self._prompt_tokens(run),
+                    max_output_tokens=max_out,
+                )
+            except BaseException as e:
+                # blocked (or the budget check failed): the model is not called, LangChain
+                # sends no end callback for this run, so its span ends here
+                _CLAIMS.pop(run_id, None)
+                common.record_error(span, e)
+                span.end(end_time=rt.now_ns())
+                raise
+        self._activate(run, parent_ctx)
+
+    @staticmethod
+    def _prompt_tokens(run: _Run) -> int:
+        if run.messages:
+            return tokens.count_messages(run.messages, run.model)
+        return sum(tokens.count_tokens(p, run.model) for p in run.prompts or ())
+
+    @_guard
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is None or not token:
+            return
+        if not run.first_token_ns:
+            run.first_token_ns = run.rt.now_ns()
+            run.pieces = []
+        # kept for an estimate if the stream is abandoned before its usage arrives
+        run.pieces.append(token if isinstance(token, str) else tokens.text_of(token))  # type: ignore[union-attr]
+
+    @_guard
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        if run.span is not None:
+            self._settle_model(run, response, None)
+        self._close(run)
+
+    @_guard
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        if run.span is not None:
+            self._settle_model(run, kwargs.get("response"), error)
+        self._close(run, error)
+
+    def _settle_model(self, run: _Run, response: Any, error: BaseException | None, *, abandoned: bool = False) -> None:
+        """Usage, cost and budget settlement of a model run that is ending."""
+        rt, span = run.rt, run.span
+        assert span is not None
+        attrs: dict[str, Any] = {}
+        if run.first_token_ns:
+            attrs[sc.TIME_TO_FIRST_TOKEN_MS] = (run.first_token_ns - run.start_ns) / 1e6
+        response_model = extract.response_model(response) if response is not None else None
+        if response is not None and error is None and is_langchain_cache_hit(response):
+            # answered from LangChain's LLM cache: nothing was billed
+            cost = _CACHE_HIT_COST
+            saved = from_langchain_result(response)
+            attrs[sc.CACHE_HIT] = True
+            if saved is not None and not saved.is_empty:
+                would = rt.prices.cost(saved, response_model or run.model, run.provider, _when(run.start_ns))
+                if would.total_usd is not None:
+                    attrs[CACHE_SAVED_USD] = format(would.total_usd, "f")
+            attrs.update(common.cost_attributes(cost))
+            attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = 0
+            attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = 0
+            if response_model:
+                attrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
+            span.set_attributes(attrs)
+        else:
+            usage = self._usage(run, response, error, abandoned)
+            if attrs:
+                span.set_attributes(attrs)
+            cost = common.record_usage(
+                span,
+                rt.prices,
+                usage,
+                model=run.model,
+                provider=run.provider,
+                when=_when(run.start_ns),
+                response_model=response_model,
+            )
+        if response is not None and error is None and rt.settings.capture_content:
+            span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, extract.output_messages_json(response))
+        if run.reservation is not None:
+            if cost.status == sc.COST_NO_USAGE:  # nothing was billed: give the reservation back
+                common.budget_release(rt, run.reservation)
+            else:
+                common.budget_settle(rt, run.reservation, cost)
+            run.reservation = None
+
+    def _usage(self, run: _Run, response: Any, error: BaseException | None, abandoned: bool) -> Usage | None:
+        usage = from_langchain_result(response) if response is not None else None
+        if usage is not None and not usage.is_empty:
+            return usage
+        llm_output = getattr(response, "llm_output", None)
+        if error is None and isinstance(llm_output, Mapping) and "token_usage" in llm_output:
+            # a batch's usage is reported once, on its first run: the others report {}
+            return Usage()
+        if error is not None or abandoned:
+            # a failed call costs only if the provider started answering (a stream cut off
+            # half way); an error before any token (HTTP 4xx/5xx) is not billed
+            if not (run.first_token_ns or abandoned or isinstance(error, GeneratorExit)):
+                return None
+        return self._estimate(run, response)
+
+    def _estimate(self, run: _Run, response: Any) -> Usage:
+        """Count with tokens.py when the provider sent no usage (fake models, cut streams)."""
+        text = extract.generated_text(response) if response is not None else ""
+        if not text and run.pieces:
+            text = "".join(run.pieces)
+        return Usage(
+            input_tokens=self._prompt_tokens(run),
+            output_tokens=tokens.count_tokens(text, run.model),
+            estimated=True,
+        )
+
+
+def _release_context(run_id: UUID) -> None:
+    """Take a run's context off now, in the caller's context (see async_context)."""
+    handler = _CLAIMS.get(run_id)
+    if handler is None:
+        return
+    run = handler._runs.get(run_id)
+    if run is not None and run.token is not None and run.ctx is not None:
+        token, run.token = run.token, None
+        ctxs.detach(run.ctx, token)
+
+
+def langchain_handler(**attribution: Any) -> TokentrailCallbackHandler:
+    """A callback handler for `config={"callbacks": [...]}`; keyword arguments are attribution."""
+    return TokentrailCallbackHandler(**attribution)
