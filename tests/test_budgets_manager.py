@@ -39,6 +39,7 @@ PRICES = {
     "m-out": {"input_per_mtok": 0, "output_per_mtok": 3000},
     "m-in": {"input_per_mtok": 1000, "output_per_mtok": 2000},
 }
+SHOP = Attribution(project="shop")
 T0 = int(datetime(2026, 3, 18, 12, 0, tzinfo=timezone.utc).timestamp()) * NS
 
 
@@ -81,7 +82,7 @@ def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
 
 def call(
     rt: runtime.Tokentrail,
-    attr: Attribution = Attribution(project="shop"),
+    attr: Attribution = SHOP,
     *,
     model: str = "m-out",
     prompt: int = 0,
@@ -502,3 +503,41 @@ def test_unreachable_webhook_is_logged_not_raised(make: Any, caplog: pytest.LogC
     assert mgr(rt).webhooks.failed == 1
     assert any("reached 100%" in r.getMessage() for r in caplog.records)
     assert any("webhook" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+
+
+def test_refresh_keeps_spend_the_store_does_not_hold_yet(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The double-counting rule: a refresh drops only the local spend settled before it began
+    (its spans were flushed into the figure it reads); a call settled while it runs stays local."""
+    rt = make(Budget(name="b", limit_usd=10))
+    m = mgr(rt)
+    call(rt)  # settled before the refresh: in the store's figure afterwards
+    real_client = m._client
+    during: list[Decimal | None] = []
+
+    def client_with_a_call_meanwhile() -> Any:
+        during.append(call(rt))  # settles after the refresh started; its span was not flushed
+        return real_client()
+
+    monkeypatch.setattr(m, "_client", client_with_a_call_meanwhile)
+    assert m.refresh()
+    assert during == [Decimal("0.3")]
+    assert m.spent("b") == Decimal("0.6")  # 0.3 from the store + 0.3 still local
+    monkeypatch.setattr(m, "_client", real_client)
+    assert m.refresh()  # now the second span is in the store too: still 0.6, not 0.9
+    assert m.spent("b") == Decimal("0.6")
+
+
+def test_failed_refresh_keeps_local_spend(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = make(Budget(name="b", limit_usd="0.6"))
+    m = mgr(rt)
+    call(rt)
+
+    def broken() -> Any:
+        raise OSError("store unreachable")
+
+    monkeypatch.setattr(m, "_client", broken)
+    assert not m.refresh()
+    assert m.spent("b") == Decimal("0.3")
+    call(rt)
+    with pytest.raises(BudgetExceeded):
+        call(rt)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -239,7 +240,7 @@ def test_ingest_reports_rows(tt: runtime.Tokentrail, capsys: pytest.CaptureFixtu
 # -- dashboard & budgets --------------------------------------------------------------------
 def test_dashboard_runs_streamlit_with_the_flags(tt_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    monkeypatch.setattr(cli, "run_child", lambda cmd, env: calls.append((cmd, env)) or 0)
     cfg = tmp_path / "my.toml"
     cfg.write_text('project = "shop"\n')
     assert main(["dashboard", "--port", "8600", "--host", "0.0.0.0", "--headless", "--config", str(cfg)]) == 0
@@ -260,7 +261,7 @@ def test_dashboard_runs_streamlit_with_the_flags(tt_home: Path, tmp_path: Path, 
 def test_dashboard_without_streamlit(tt_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     real = cli.importlib.util.find_spec
     monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
-    monkeypatch.setattr(cli.subprocess, "call", lambda *a, **k: pytest.fail("must not start"))
+    monkeypatch.setattr(cli, "run_child", lambda *a, **k: pytest.fail("must not start"))
     assert main(["dashboard"]) == 1
     assert "pip install 'tokentrail[dashboard]'" in _one_line_error(capsys.readouterr().err)
 
@@ -292,3 +293,63 @@ def test_console_script_and_module(tt_home: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "tokentrail", "report", "--by", "nope"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2
     assert "invalid choice" in _one_line_error(r.stderr)
+
+
+def test_run_child_stops_the_server_when_the_cli_is_terminated(tmp_path: Path) -> None:
+    import signal
+
+    script = (
+        "import os, sys; from tokentrail.cli import run_child; "
+        "sys.exit(run_child([sys.executable, '-c', 'import os, time; print(os.getpid(), flush=True); time.sleep(120)'], dict(os.environ)))"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child_pid, signal.SIGKILL)
+            pytest.fail("the child outlived the CLI")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_unreachable_server_is_one_line_without_the_password(
+    tt_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("TOKENTRAIL_CLICKHOUSE_URL", f"http://default:s3cret@127.0.0.1:{port}/tokentrail")
+    assert main(["report"]) == 1
+    line = _one_line_error(capsys.readouterr().err)
+    assert f"cannot reach ClickHouse at http://127.0.0.1:{port}/tokentrail" in line
+    assert "s3cret" not in line
+
+
+def test_sql_json_stays_valid_for_awkward_values(tt_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    q = (
+        "SELECT nan AS a, inf AS b, toDecimal128('12345678901234567890.123456789', 9) AS d, "
+        "toUUID('61f0c404-5cb3-11e7-907b-a6006ad3dba0') AS u, map('k', [1, 2]) AS m, 18446744073709551615 AS big"
+    )
+    assert main(["sql", q, "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)  # strict JSON: no NaN literals
+    assert row == {
+        "a": None,
+        "b": None,
+        "d": "12345678901234567890.123456789",
+        "u": "61f0c404-5cb3-11e7-907b-a6006ad3dba0",
+        "m": {"k": [1, 2]},
+        "big": 18446744073709551615,
+    }

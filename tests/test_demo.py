@@ -173,7 +173,7 @@ def test_llamaindex_seam(tt: runtime.Tokentrail, monkeypatch: pytest.MonkeyPatch
 
 def test_demo_starts_the_dashboard_unless_told_not_to(fresh_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[list[str]] = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: started.append(cmd) or 0)
+    monkeypatch.setattr(cli, "run_child", lambda cmd, env: started.append(cmd) or 0)
     assert main(["demo", "--days", "1", "--calls", "10", "--port", "8999", "--headless"]) == 0
     (cmd,) = started
     assert "streamlit" in cmd and cmd[cmd.index("--server.port") + 1] == "8999"

@@ -22,13 +22,12 @@ from llama_index.core.tools import FunctionTool
 from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.openai import OpenAI
+from llamaindex_mocks import Anthropic, ProbeLLM, openai_tool_call_body
+from mock_providers import Reply, anthropic_server, openai_server
 
 import tokentrail
 from tokentrail import runtime, tokens
 from tokentrail.instrumentation.llamaindex import LlamaIndexInstrumentation
-
-from llamaindex_mocks import Anthropic, ProbeLLM, openai_tool_call_body
-from mock_providers import Reply, anthropic_server, openai_server
 
 DOCS = [
     Document(text="Refunds are available within 30 days of purchase for unused items."),

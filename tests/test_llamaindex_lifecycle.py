@@ -19,15 +19,14 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import MockLLM
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.openai import OpenAI
+from llamaindex_mocks import FailingLLM, ProbeLLM, configure_memory, hex_id, hex_parent
+from mock_providers import openai_error, openai_server
 from opentelemetry.trace import StatusCode
 
 import tokentrail
 from tokentrail import Budget, BudgetExceeded, runtime
 from tokentrail.instrumentation import llamaindex as li_mod
 from tokentrail.instrumentation.llamaindex import _usage
-
-from llamaindex_mocks import FailingLLM, ProbeLLM, configure_memory, hex_id, hex_parent
-from mock_providers import openai_error, openai_server
 
 GPT4O_COST = Decimal("0.002875")
 
@@ -192,7 +191,7 @@ def test_no_span_leaks_over_1000_calls_some_failing(mem: tuple[runtime.Tokentrai
     handler = li_mod._installed.span_handler  # type: ignore[union-attr]
     assert rt.open_spans == 0
     assert handler.open_spans == {} and handler.streaming_count == 0
-    assert handler._gen_frames == {}
+    assert handler.gen_frames == {}
     spans = exporter.get_finished_spans()
     model = [s for s in spans if s.attributes.get("gen_ai.operation.name") in ("chat", "text_completion")]
     assert len(model) == 1000  # chat -> complete on one MockLLM is one span (a chat span)

@@ -11,9 +11,13 @@ import argparse
 import csv
 import importlib.util
 import json
+import logging
+import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -74,6 +78,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN / Infinity; ClickHouse's own JSON output writes null too
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
@@ -99,7 +105,7 @@ def _csv_cell(value: Any) -> str:
 
 
 def write_json(data: Any, out: IO[str]) -> None:
-    json.dump(_plain(data), out, ensure_ascii=False, indent=2)
+    json.dump(_plain(data), out, ensure_ascii=False, indent=2, allow_nan=False)
     out.write("\n")
 
 
@@ -401,10 +407,31 @@ def run_dashboard(args: argparse.Namespace, console: Console) -> int:
     if args.config:
         env["TOKENTRAIL_CONFIG"] = str(Path(args.config).expanduser().resolve())
     console.print(f"tokentrail dashboard on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    return run_child(dashboard_command(args.host, args.port, headless=args.headless), env)
+
+
+def run_child(cmd: list[str], env: dict[str, str]) -> int:
+    """Run `cmd` until it exits; Ctrl-C and SIGTERM stop it too (no orphaned server)."""
+    proc = subprocess.Popen(cmd, env=env)
+    previous: Any = None
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
     try:
-        return subprocess.call(dashboard_command(args.host, args.port, headless=args.headless), env=env)
-    except KeyboardInterrupt:
+        return proc.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to the child too: let it stop cleanly
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
         return EXIT_OK
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
@@ -454,10 +481,10 @@ def _demo_summary(settings: Any, result: Any, console: Console) -> None:
         total = totals(store, filters)
         rows = report(store, "model", filters)
     where = settings.clickhouse_url if not settings.embedded else str(settings.embedded_path)
-    console.print(
-        f"demo: {result.requests:,} requests, {result.model_calls:,} model calls over {result.days} days "
-        f"({result.errors:,} failed requests) -> {where}"
-    )
+    parts = [f"LangChain {result.langchain_calls:,} in {result.requests:,} requests, {result.errors:,} failed"]
+    if result.llamaindex_calls:
+        parts.append(f"LlamaIndex {result.llamaindex_calls:,}")
+    console.print(f"demo: {result.model_calls:,} model calls over {result.days} days ({'; '.join(parts)}) -> {where}")
     table = Table(title=f"The store since {result.start:%Y-%m-%d %H:%M} UTC", show_footer=True, header_style="bold")
     table.add_column("model", footer="total")
     table.add_column("calls", justify="right", footer=f"{total.calls:,}")
@@ -562,6 +589,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- entry point ---------------------------------------------------------------------------
 _STORE_FIX = "check TOKENTRAIL_CLICKHOUSE_URL / TOKENTRAIL_HOME, and that no other program holds the embedded store"
+_UNREACHABLE = (
+    ("connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("timeout", "timed out"),
+    ("name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("temporary failure in name resolution", "unknown host"),
+    ("max retries exceeded", "unreachable"),
+)
+
+
+def _server_url(args: argparse.Namespace) -> str | None:
+    """The configured server URL without its password, or None for the embedded store."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        url = _settings(args).clickhouse_url
+    except Exception:
+        return None
+    if not url or url.startswith("chdb://"):
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _clickhouse_problem(e: BaseException, args: argparse.Namespace) -> str:
+    """One line for a ClickHouse failure outside user SQL: an unreachable server, a busy store."""
+    text = " ".join(str(e).split()).lower()
+    url = _server_url(args)
+    if url:
+        for needle, what in _UNREACHABLE:
+            if needle in text:
+                return (
+                    f"tokentrail: {args.command}: cannot reach ClickHouse at {url} ({what}); "
+                    "check TOKENTRAIL_CLICKHOUSE_URL and that the server is up"
+                )
+    from .queries import sql_error
+
+    return f"tokentrail: {args.command}: ClickHouse: {sql_error(e).problem}; {_STORE_FIX}"
 
 
 def _missing_module(e: ModuleNotFoundError, command: str) -> str:
@@ -586,6 +654,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0) if not isinstance(e.code, str) else EXIT_USAGE
     if not hasattr(args, "config"):
         args.config = None
+    # the HTTP client logs its failures before raising them: the one-line message says it all
+    logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+    logging.getLogger("clickhouse_connect").propagate = False
     console = _console()
     func: Callable[[argparse.Namespace, Console], int] = args.func
     try:
@@ -609,10 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         if isinstance(e, ClickHouseError):
-            from .queries import sql_error
-
-            err = sql_error(e)
-            _err(f"tokentrail: {args.command}: ClickHouse: {err.problem}; {_STORE_FIX}")
+            _err(_clickhouse_problem(e, args))
             return EXIT_RUNTIME
         if isinstance(e, OSError) and e.filename:
             _err(f"tokentrail: {args.command}: {e.strerror} ({e.filename}); check the path and its permissions")

@@ -328,7 +328,7 @@ class BudgetManager:
                 plan.append((inst, amount))
             items = []
             for inst, amount in plan:
-                inst.reserved = inst.reserved
+                inst.reserved = _C.add(inst.reserved, amount)
                 items.append((inst, amount, inst.lo))
         return Reservation(tuple(items), worst_seen, now, model)
 

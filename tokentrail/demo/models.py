@@ -320,8 +320,11 @@ class DemoChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         reply, u = self._call(messages, kwargs)
+        # a few words a chunk: providers send ~1 token per chunk, but every chunk costs a trip
+        # through LangChain's callbacks, and the demo is about spend, not chunk counts
         words = reply.text.split(" ")
-        per_chunk_ms = self.ms_per_token * max(1, u["output"]) / max(1, len(words))
+        pieces = [" ".join(words[i : i + 8]) for i in range(0, len(words), 8)]
+        per_chunk_ms = self.ms_per_token * max(1, u["output"]) / max(1, len(pieces))
         meta, _ = self._metadata(reply, u)
         usage = self._usage(u)
         if self.provider == "anthropic":
@@ -336,8 +339,8 @@ class DemoChatModel(BaseChatModel):
                 ),
             )
             yield ChatGenerationChunk(message=first)
-        for i, w in enumerate(words):
-            text = w if i == 0 else " " + w
+        for i, piece in enumerate(pieces):
+            text = piece if i == 0 else " " + piece
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
             if run_manager:
                 run_manager.on_llm_new_token(text, chunk=chunk)

@@ -6,6 +6,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration
+
 from ... import semconv as sc
 from ... import tokens
 
@@ -120,6 +123,27 @@ def generated_text(response: Any) -> str:
             if text:
                 parts.append(text)
     return "".join(parts)
+
+
+def is_cache_hit(response: Any) -> bool:
+    """True when every generation came from LangChain's LLM cache: langchain-core keeps a cached
+    message's counts but stamps usage_metadata["total_cost"] = 0 on it (see usage.py's
+    is_langchain_cache_hit; this is the same test without getattr misses on pydantic models,
+    which cost ~50 µs each on the hot path)."""
+    generations = getattr(response, "generations", None)
+    if not generations:
+        return False
+    for gens in generations:
+        for gen in gens:
+            if not isinstance(gen, ChatGeneration):
+                return False
+            um = gen.message.usage_metadata if isinstance(gen.message, AIMessage) else None
+            if not um:
+                return False
+            cost = um.get("total_cost")  # type: ignore[misc]
+            if cost is None or isinstance(cost, bool) or cost != 0:
+                return False
+    return True
 
 
 def is_control_flow(error: BaseException) -> bool:

@@ -34,7 +34,7 @@ from ...context import EMPTY, Attribution
 from ...errors import BudgetExceeded
 from ...pricing import Cost
 from ...providers import infer_provider
-from ...usage import Usage, from_langchain_result, is_langchain_cache_hit
+from ...usage import Usage, from_langchain_result
 from .. import common
 from . import async_context, extract
 from . import otel_context as ctxs
@@ -81,56 +81,35 @@ def _guard(func: F) -> F:
 
 
 class _Run:
-    """One open LangChain run. `span` is None for runs we pass through (hidden runs)."""
+    """One open LangChain run. `span` is None for runs we pass through (hidden runs).
 
-    __slots__ = (
-        "run_id",
-        "rt",
-        "span",
-        "ctx",
-        "token",
-        "attribution",
-        "attrs",
-        "root",
-        "parent",
-        "child_error",
-        "children",
-        "model_call",
-        "operation",
-        "model",
-        "provider",
-        "messages",
-        "prompts",
-        "start_ns",
-        "first_token_ns",
-        "pieces",
-        "reservation",
-        "retries",
-    )
+    No __slots__ on purpose: the class attributes are the defaults, so making a run sets only
+    what differs (this is on the path of every callback)."""
+
+    span: Span | None = None
+    ctx: Context | None = None
+    token: object | None = None
+    attribution: Attribution = EMPTY
+    attrs: Mapping[str, Any] = {}
+    root: _Run | None = None  # None: this run is a root
+    parent: _Run | None = None
+    child_error = 0  # id() of the exception a child run already recorded
+    children: dict[UUID, _Run] | None = None  # roots only: open descendants
+    model_call = False
+    operation = sc.OP_CHAIN
+    model: str | None = None
+    provider: str | None = None
+    messages: Sequence[Any] | None = None
+    prompts: Sequence[str] | None = None
+    start_ns = 0
+    first_token_ns = 0
+    pieces: list[str] | None = None
+    reservation: Any = None
+    retries = 0
 
     def __init__(self, run_id: UUID, rt: runtime.Tokentrail) -> None:
         self.run_id = run_id
         self.rt = rt
-        self.span: Span | None = None
-        self.ctx: Context | None = None
-        self.token: object | None = None
-        self.attribution: Attribution = EMPTY
-        self.attrs: Mapping[str, Any] = {}
-        self.root: _Run | None = None  # None: this run is a root
-        self.parent: _Run | None = None
-        self.child_error = 0  # id() of the exception a child run already recorded
-        self.children: dict[UUID, _Run] | None = None  # roots only: open descendants
-        self.model_call = False
-        self.operation = sc.OP_CHAIN
-        self.model: str | None = None
-        self.provider: str | None = None
-        self.messages: Sequence[Any] | None = None
-        self.prompts: Sequence[str] | None = None
-        self.start_ns = 0
-        self.first_token_ns = 0
-        self.pieces: list[str] | None = None
-        self.reservation: Any = None
-        self.retries = 0
 
 
 @functools.lru_cache(maxsize=2048)
@@ -146,6 +125,26 @@ def _classify_chain(name: str, node: str | None, langgraph: bool) -> tuple[str, 
     if agent:  # AgentExecutor and friends
         return sc.OP_INVOKE_AGENT, f"invoke_agent {name}"
     return sc.OP_CHAIN, name
+
+
+# run metadata keys that carry attribution (see context.from_langchain)
+_ATTRIBUTION_KEYS = frozenset(
+    [f for f in attribution_context.FIELDS if f != "tags"]
+    + [f"tokentrail_{f}" for f in attribution_context.FIELDS if f != "tags"]
+    + ["langfuse_user_id", "langfuse_session_id", "thread_id", "conversation_id"]
+)
+
+
+def _may_attribute(metadata: Mapping[str, Any] | None, tags: Sequence[str] | None) -> bool:
+    """Cheap test before context.from_langchain: most runs carry only LangChain's own
+    metadata (ls_*) and sequence tags (seq:step:N)."""
+    if metadata and not _ATTRIBUTION_KEYS.isdisjoint(metadata):
+        return True
+    if tags:
+        for t in tags:
+            if not t.startswith("seq:step:"):
+                return True
+    return False
 
 
 def _serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
@@ -240,7 +239,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             parent_ctx = ctxs.effective_parent()
             attribution = self._root_attribution(rt)
             attrs = None
-        if metadata or tags:
+        if _may_attribute(metadata, tags):
             from_run = attribution_context.from_langchain(metadata, tags)
             if from_run is not EMPTY:
                 merged = attribution.merged(from_run)
@@ -598,7 +597,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         if run.first_token_ns:
             attrs[sc.TIME_TO_FIRST_TOKEN_MS] = (run.first_token_ns - run.start_ns) / 1e6
         response_model = extract.response_model(response) if response is not None else None
-        if response is not None and error is None and is_langchain_cache_hit(response):
+        if response is not None and error is None and extract.is_cache_hit(response):
             # answered from LangChain's LLM cache: nothing was billed
             cost = _CACHE_HIT_COST
             saved = from_langchain_result(response)

@@ -48,7 +48,7 @@ class _Installed:
 
     @property
     def errors(self) -> Errors:
-        return self.span_handler._errors
+        return self.span_handler.errors
 
     def install(self) -> None:
         self.root.add_span_handler(self.span_handler)

@@ -8,7 +8,7 @@ nearest emitted ancestor, so children and events find their way.
 
 Pitfalls handled here (each one bit a peer):
 - a streamed call's span *exits* when the generator is returned, before a token arrived: the span
-  stays open (`_streaming`) until LLMChatEndEvent (usage is on its last chunk) or ExceptionEvent
+  stays open (`streaming`) until LLMChatEndEvent (usage is on its last chunk) or ExceptionEvent
   (closed early / failed), and a generator that is dropped unstarted ends it from a finalizer;
 - nested model calls on one LLM (CustomLLM's `chat` -> `complete`) send two start/end pairs to the
   same span: only the outermost pair counts, so nothing is reserved or billed twice;
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
+from types import AsyncGeneratorType, GeneratorType
 from typing import Any
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -37,7 +38,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from pydantic import PrivateAttr
+from pydantic import Field
 
 from ... import context as tt_context
 from ... import runtime as tt_runtime
@@ -182,27 +183,35 @@ class Errors:
         self.seen: list[BaseException] = []
         self.count = 0
 
+    def record(self, error: Exception, what: str) -> None:
+        self.count += 1
+        if len(self.seen) < 50:
+            self.seen.append(error)
+        logger.error("tokentrail internal error in llamaindex %s (your program continues)", what, exc_info=error)
+
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:
+        """For cold paths; hot paths inline the same try/except (a generator-based context
+        manager costs ~1.5 µs, and LlamaIndex makes ~40 handler calls per query)."""
         try:
             yield
         except BudgetExceeded:
             raise
         except Exception as e:
-            self.count += 1
-            if len(self.seen) < 50:
-                self.seen.append(e)
-            logger.exception("tokentrail internal error in llamaindex %s (your program continues)", what)
+            self.record(e, what)
 
 
 class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
     """Maps LlamaIndex spans to OpenTelemetry spans (see the module docstring)."""
 
-    _streaming: dict[str, _Span] = PrivateAttr(default_factory=dict)
-    _errors: Errors = PrivateAttr(default_factory=Errors)
-    _stream_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # Plain fields, not PrivateAttr: pydantic serves private attributes through a Python
+    # __getattr__ (~1 µs a read), and these are read on every span. (The base class's `lock`
+    # property is such a read, twice per span: span_enter/exit below do without it.)
+    streaming: dict[str, _Span] = Field(default_factory=dict, exclude=True)
+    errors: Errors = Field(default_factory=Errors, exclude=True)
+    stream_lock: Any = Field(default_factory=threading.Lock, exclude=True)
     # generator frame id -> (generator, the span that returned it): see _continuation
-    _gen_frames: dict[int, tuple[Any, _Span]] = PrivateAttr(default_factory=dict)
+    gen_frames: dict[int, tuple[Any, _Span]] = Field(default_factory=dict, exclude=True)
 
     @classmethod
     def class_name(cls) -> str:
@@ -215,16 +224,54 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
             return None
         entry = self.open_spans.get(span_id)
         if entry is None:
-            return self._streaming.get(span_id)
+            return self.streaming.get(span_id)
         if type(entry) is _Alias:
             return entry.target
         return entry  # type: ignore[no-any-return]
 
     @property
     def streaming_count(self) -> int:
-        return len(self._streaming)
+        return len(self.streaming)
 
     # -- BaseSpanHandler -------------------------------------------------------------------
+    # span_enter / span_exit / span_drop: the base class's, without its lock (a dict's get,
+    # set and pop are atomic under the GIL, and a span id is entered and left once)
+    def span_enter(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if id_ not in self.open_spans:
+            span = self.new_span(id_=id_, bound_args=bound_args, instance=instance, parent_span_id=parent_id, tags=tags)
+            if span is not None:
+                self.open_spans[id_] = span
+
+    def span_exit(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.prepare_to_exit_span(id_=id_, bound_args=bound_args, instance=instance, result=result) is not None:
+            self.open_spans.pop(id_, None)
+
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.prepare_to_drop_span(id_=id_, bound_args=bound_args, instance=instance, err=err) is not None:
+            self.open_spans.pop(id_, None)
+
     def new_span(
         self,
         id_: str,
@@ -234,9 +281,11 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        with self._errors.guard("new_span"):
+        try:
             return self._new_span(id_, bound_args, instance, parent_span_id, tags)
-        return None
+        except Exception as e:
+            self.errors.record(e, "new_span")
+            return None
 
     def _new_span(
         self,
@@ -247,7 +296,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         tags: dict[str, Any] | None,
     ) -> _Span | _Alias:
         parent = self.resolve(parent_span_id)
-        if parent is None and parent_span_id is None and self._gen_frames:
+        if parent is None and parent_span_id is None and self.gen_frames:
             parent = self._continuation()
         instance_id = id(instance) if instance is not None else 0
         qualname = id_.partition("-")[0]
@@ -340,26 +389,32 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
                 self._maybe_remember_generator(entry.target, result)
             return entry
         s: _Span = entry
-        with self._errors.guard("prepare_to_exit_span"):
-            self._release_context(s)
-            if s.kind == cl.K_LLM and not s.ended and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
-                # a stream: the call runs while the caller iterates; keep the span open
-                s.exited = True
-                with self._stream_lock:
-                    self._streaming[s.id] = s
-                if s.recorded:  # the stream already finished (an eager integration)
-                    self._end_stream(s)
-                else:
-                    weakref.finalize(result, _abandoned, weakref.ref(self), s.id)
-                return s
-            if s.kind == cl.K_LLM:
-                self._finish_model(s, result)
-            elif s.kind == cl.K_EMBEDDING:
-                self._finish_embedding(s)
-            elif result is not None:
-                self._maybe_remember_generator(s, result)
-            self._end(s)
+        try:
+            self._exit(s, result)
+        except Exception as e:
+            self.errors.record(e, "prepare_to_exit_span")
         return s
+
+    def _exit(self, s: _Span, result: Any) -> None:
+        self._release_context(s)
+        kind = s.kind
+        if kind == cl.K_LLM and not s.ended and (type(result) is GeneratorType or type(result) is AsyncGeneratorType):
+            # a stream: the call runs while the caller iterates; keep the span open
+            s.exited = True
+            with self.stream_lock:
+                self.streaming[s.id] = s
+            if s.recorded:  # the stream already finished (an eager integration)
+                self._end_stream(s)
+            else:
+                weakref.finalize(result, _abandoned, weakref.ref(self), s.id)
+            return
+        if kind == cl.K_LLM:
+            self._finish_model(s, result)
+        elif kind == cl.K_EMBEDDING:
+            self._finish_embedding(s)
+        elif result is not None:
+            self._maybe_remember_generator(s, result)
+        self._end(s)
 
     # -- lazy generators -------------------------------------------------------------------
     # A streaming query returns a generator (StreamingResponse.response_gen) whose body calls
@@ -368,30 +423,35 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
     # returned by a span is remembered; a span that starts with no parent looks up the stack
     # for such a frame and continues that span's trace. Only done while such generators live.
     def _maybe_remember_generator(self, owner: _Span, result: Any) -> None:
-        gen = result if (inspect.isgenerator(result) or inspect.isasyncgen(result)) else None
-        if gen is None:
-            gen = getattr(result, "response_gen", None) or getattr(result, "async_response_gen", None)
-            if not (inspect.isgenerator(gen) or inspect.isasyncgen(gen)):
+        t = type(result)
+        if t is GeneratorType or t is AsyncGeneratorType:
+            gen = result
+        else:
+            attr = _gen_attr_of(t)
+            if attr is None:
                 return
-        with self._errors.guard("remember_generator"):
-            frame = gen.gi_frame if inspect.isgenerator(gen) else gen.ag_frame
+            gen = getattr(result, attr, None)
+            if type(gen) is not GeneratorType and type(gen) is not AsyncGeneratorType:
+                return
+        with self.errors.guard("remember_generator"):
+            frame = gen.gi_frame if type(gen) is GeneratorType else gen.ag_frame
             if frame is None:
                 return
             key = id(frame)
-            known = self._gen_frames.get(key)
+            known = self.gen_frames.get(key)
             if known is not None and known[0]() is gen:
                 return  # passed up through enclosing spans: the innermost one owns it
             ref = weakref.ref(gen)
-            self._gen_frames[key] = (ref, owner)
+            self.gen_frames[key] = (ref, owner)
             weakref.finalize(gen, self._forget_generator, key, ref)
 
     def _forget_generator(self, key: int, ref: Any) -> None:
-        known = self._gen_frames.get(key)
+        known = self.gen_frames.get(key)
         if known is not None and known[0] is ref:
-            self._gen_frames.pop(key, None)
+            self.gen_frames.pop(key, None)
 
     def _continuation(self) -> _Span | None:
-        frames = self._gen_frames
+        frames = self.gen_frames
         f = sys._getframe(3)
         for _ in range(64):
             if f is None:
@@ -416,7 +476,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         if entry is None or type(entry) is _Alias:
             return entry
         s: _Span = entry
-        with self._errors.guard("prepare_to_drop_span"):
+        with self.errors.guard("prepare_to_drop_span"):
             self._release_context(s)
             if s.kind == cl.K_LLM and not s.recorded:
                 # failed before usage was known: nothing billed, the reservation is freed
@@ -439,7 +499,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
     # -- propagation across runtimes (llama-index-workflows) -------------------------------
     def capture_propagation_context(self) -> dict[str, Any]:
         """The caller's trace and attribution, for a workflow run in another task or process."""
-        with self._errors.guard("capture_propagation_context"):
+        with self.errors.guard("capture_propagation_context"):
             carrier: dict[str, str] = {}
             _propagator.inject(carrier)
             a = tt_context.current()
@@ -449,7 +509,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         return {}
 
     def restore_propagation_context(self, context: dict[str, Any]) -> None:
-        with self._errors.guard("restore_propagation_context"):
+        with self.errors.guard("restore_propagation_context"):
             data = context.get(PROPAGATION_KEY)
             if not isinstance(data, dict):
                 return
@@ -533,8 +593,8 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
 
     def abandon(self, span_id: str) -> None:
         """A stream generator was garbage-collected without running: no request was sent."""
-        with self._errors.guard("abandon"):
-            s = self._streaming.get(span_id)
+        with self.errors.guard("abandon"):
+            s = self.streaming.get(span_id)
             if s is None or s.ended:
                 return
             if not s.recorded:
@@ -629,19 +689,19 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         s.otel.end(end_time=s.rt.now_ns())
 
     def _end_stream(self, s: _Span) -> None:
-        with self._stream_lock:
-            self._streaming.pop(s.id, None)
+        with self.stream_lock:
+            self.streaming.pop(s.id, None)
         self._end(s)
 
     def end_all(self) -> int:
         """End every span still open (on uninstrument): none may leak."""
         n = 0
-        with self._stream_lock:
-            streams = list(self._streaming.values())
-            self._streaming.clear()
+        with self.stream_lock:
+            streams = list(self.streaming.values())
+            self.streaming.clear()
         for entry in [*self.open_spans.values(), *streams]:
             if type(entry) is _Span and not entry.ended:
-                with self._errors.guard("end_all"):
+                with self.errors.guard("end_all"):
                     common.budget_release(entry.rt, entry.reservation)
                     entry.reservation = None
                     entry.otel.set_attribute(INCOMPLETE, True)
@@ -650,6 +710,27 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         with self.lock:
             self.open_spans.clear()
         return n
+
+
+_GEN_ATTRS = ("response_gen", "async_response_gen", "achat_stream", "chat_stream")
+_gen_attr_by_type: dict[type, str | None] = {}
+
+
+def _gen_attr_of(t: type) -> str | None:
+    """The field of a result type that holds a lazy generator (StreamingResponse.response_gen,
+    StreamingAgentChatResponse.chat_stream...), looked up once per type."""
+    try:
+        return _gen_attr_by_type[t]
+    except KeyError:
+        pass
+    fields = {
+        *getattr(t, "__dataclass_fields__", {}),
+        *(getattr(t, "model_fields", None) or {}),
+    }
+    found = next((a for a in _GEN_ATTRS if a in fields), None)
+    if len(_gen_attr_by_type) < 4096:
+        _gen_attr_by_type[t] = found
+    return found
 
 
 def _abandoned(handler_ref: Callable[[], TokentrailSpanHandler | None], span_id: str) -> None:
@@ -687,11 +768,10 @@ def _texts_of(arguments: Any) -> list[str]:
 class TokentrailEventHandler(BaseEventHandler):
     """Feeds LlamaIndex events to the span they belong to."""
 
-    _spans: TokentrailSpanHandler = PrivateAttr()
+    spans: TokentrailSpanHandler
 
     def __init__(self, span_handler: TokentrailSpanHandler) -> None:
-        super().__init__()
-        self._spans = span_handler
+        super().__init__(spans=span_handler)
 
     @classmethod
     def class_name(cls) -> str:
@@ -701,12 +781,16 @@ class TokentrailEventHandler(BaseEventHandler):
         fn = _dispatch(type(event))
         if fn is None:
             return None
-        handler = self._spans
+        handler = self.spans
         s = handler.resolve(event.span_id)
         if s is None:
             return None
-        with handler._errors.guard(type(event).__name__):
+        try:
             fn(handler, s, event)
+        except BudgetExceeded:
+            raise
+        except Exception as e:
+            handler.errors.record(e, type(event).__name__)
         return None
 
 

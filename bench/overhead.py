@@ -1,0 +1,225 @@
+"""Time tokentrail adds to each LLM call, beside no instrumentation and beside OpenInference.
+
+    .venv/bin/python bench/overhead.py                     # 20,000 calls per variant
+    .venv/bin/python bench/overhead.py --calls 2000 --framework langchain
+
+For each framework a pipeline is built around an offline fake model that reports usage (so
+tokentrail really prices every call), and run under each variant:
+
+    bare           no instrumentation
+    tokentrail     tokentrail instrumentation, spans exported to a real embedded-store spool
+                   (BatchSpanProcessor -> JSONEachRow files in a temporary TOKENTRAIL_HOME)
+    openinference  Arize OpenInference instrumentation, spans kept by an in-memory exporter
+
+Calls are split into rounds and the variants interleaved in a new random order each round, so
+drift on a shared machine hits them alike; the figure per variant is the median over rounds.
+Added time = variant - bare. The target: tokentrail adds at most half of what OpenInference
+adds. Needs the `bench` extra (openinference-instrumentation-langchain).
+
+Another framework plugs in by adding a function that returns its Variants to FRAMEWORKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# a variant: (name, context manager factory that switches the instrumentation on, call)
+Setup = Callable[[], AbstractContextManager[Any]]
+
+
+@dataclass
+class Variants:
+    """What one framework's benchmark runs: a call, and how to switch each variant on."""
+
+    framework: str
+    description: str
+    call: Callable[[int], Any]
+    setups: dict[str, Setup]
+    spans_per_call: int
+
+
+# -- LangChain --------------------------------------------------------------------------------
+
+
+def langchain_variants(home: Path) -> Variants:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.language_models.chat_models import LangSmithParams
+    from langchain_core.messages import AIMessage, BaseMessage
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.prompts import ChatPromptTemplate
+
+    class FakeOpenAIChat(BaseChatModel):
+        """Answers at once, with the usage and model name a real OpenAI call reports."""
+
+        model_name: str = "gpt-4o-mini"
+
+        @property
+        def _llm_type(self) -> str:
+            return "bench-fake-chat"
+
+        @property
+        def _identifying_params(self) -> dict[str, Any]:
+            return {"model_name": self.model_name}
+
+        def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+            params = super()._get_ls_params(stop=stop, **kwargs)
+            params["ls_provider"] = "openai"
+            params["ls_model_name"] = self.model_name
+            return params
+
+        def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+            msg = AIMessage(
+                "A short, helpful answer.",
+                usage_metadata={
+                    "input_tokens": 120,
+                    "output_tokens": 30,
+                    "total_tokens": 150,
+                    "input_token_details": {"cache_read": 64},
+                },
+                response_metadata={"model_name": "gpt-4o-mini-2024-07-18"},
+            )
+            return ChatResult(generations=[ChatGeneration(message=msg)])
+
+    prompt = ChatPromptTemplate.from_messages([("system", "You answer briefly."), ("user", "Question {i}: {q}")])
+    chain = prompt | FakeOpenAIChat() | StrOutputParser()
+
+    def call(i: int) -> Any:
+        return chain.invoke({"i": i, "q": "what is the capital of France?"})
+
+    @contextmanager
+    def tokentrail_on() -> Iterator[None]:
+        import tokentrail
+
+        with tokentrail.instrument_langchain():
+            yield
+
+    oi = _openinference_langchain()
+
+    return Variants(
+        framework="langchain",
+        description="ChatPromptTemplate | fake chat model (usage reported) | StrOutputParser, .invoke",
+        call=call,
+        setups={"bare": nullcontext, "tokentrail": tokentrail_on, **({"openinference": oi} if oi else {})},
+        spans_per_call=4,
+    )
+
+
+def _openinference_langchain() -> Setup | None:
+    try:
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+    except ImportError:
+        print("openinference-instrumentation-langchain is not installed (pip install 'tokentrail[bench]'): skipped", file=sys.stderr)
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    @contextmanager
+    def on() -> Iterator[None]:
+        instrumentor = LangChainInstrumentor()
+        instrumentor.instrument(tracer_provider=provider)
+        try:
+            yield
+        finally:
+            instrumentor.uninstrument()
+            exporter.clear()  # keep memory flat across rounds
+
+    return on
+
+
+FRAMEWORKS: dict[str, Callable[[Path], Variants]] = {
+    "langchain": langchain_variants,
+    # "llamaindex": llamaindex_variants,  -- same shape: a function returning Variants
+}
+
+
+# -- the measurement ----------------------------------------------------------------------------
+
+
+def _time(call: Callable[[int], Any], n: int, start: int) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(start, start + n):
+        call(i)
+    return time.perf_counter() - t0
+
+
+def measure(v: Variants, calls: int, rounds: int, seed: int) -> dict[str, float]:
+    """Median µs per call of each variant over interleaved rounds."""
+    per_round = max(1, calls // rounds)
+    rng = random.Random(seed)
+    names = list(v.setups)
+    for name in names:  # warm up: imports, tokenizer, price tables, caches
+        with v.setups[name]():
+            _time(v.call, min(200, per_round), 0)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            with v.setups[name]():
+                seconds = _time(v.call, per_round, r * per_round)
+            samples[name].append(seconds / per_round * 1e6)
+    return {n: statistics.median(s) for n, s in samples.items()}
+
+
+def report(v: Variants, us: dict[str, float], calls: int, rounds: int) -> None:
+    bare = us["bare"]
+    print(f"\n{v.framework}: {v.description}")
+    print(f"  {calls:,} calls per variant in {rounds} interleaved rounds, {v.spans_per_call} spans per call; median µs per call")
+    print(f"  {'variant':<14}{'µs/call':>10}{'added µs':>11}")
+    for name, value in us.items():
+        added = "" if name == "bare" else f"{value - bare:>+11.0f}"
+        print(f"  {name:<14}{value:>10.0f}{added}")
+    if "openinference" in us:
+        tt_added = us["tokentrail"] - bare
+        oi_added = us["openinference"] - bare
+        ratio = tt_added / oi_added if oi_added > 0 else float("nan")
+        verdict = "meets" if ratio <= 0.5 else "MISSES"
+        print(f"  tokentrail adds {ratio:.2f}x what openinference adds ({verdict} the target of <= 0.50x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000, help="calls per variant (default 20000)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    parser.add_argument("--framework", choices=[*FRAMEWORKS, "all"], default="all")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    if args.calls < args.rounds:
+        parser.error(f"--calls ({args.calls}) must be at least --rounds ({args.rounds})")
+
+    with tempfile.TemporaryDirectory(prefix="tokentrail-bench-") as tmp:
+        import tokentrail
+
+        home = Path(tmp)
+        rt = tokentrail.configure(home=home, project="bench")
+        selected = list(FRAMEWORKS) if args.framework == "all" else [args.framework]
+        for name in selected:
+            v = FRAMEWORKS[name](home)
+            us = measure(v, args.calls, args.rounds, args.seed)
+            report(v, us, args.calls, args.rounds)
+        rt.flush()
+        spooled = sum(1 for f in (home / "spool").rglob("*") if f.is_file()) if (home / "spool").exists() else 0
+        print(f"\ntokentrail exported to {spooled} spool file(s) in {home} (embedded store spool)")
+        rt.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
