@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -126,6 +127,8 @@ def _openinference_langchain() -> Setup | None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    # openinference calls a deprecated langchain-core API on every span: keep the output readable
+    warnings.filterwarnings("ignore", message=r"Calling \.text\(\) as a method is deprecated")
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -143,9 +146,87 @@ def _openinference_langchain() -> Setup | None:
     return on
 
 
+# -- LlamaIndex -------------------------------------------------------------------------------
+
+
+def llamaindex_variants(home: Path) -> Variants:
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.llms.callbacks import llm_completion_callback
+
+    class UsageMockLLM(MockLLM):
+        """MockLLM that answers at once with the usage and model an OpenAI call reports."""
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name="gpt-4o-mini", num_output=self.max_tokens or -1)
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            raw = {
+                "model": "gpt-4o-mini-2024-07-18",
+                "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150, "prompt_tokens_details": {"cached_tokens": 64}},
+            }
+            return CompletionResponse(text="A short, helpful answer.", raw=raw)
+
+    docs = [Document(text=f"Section {i}: refunds, shipping times and gift cards, rule {i}.") for i in range(8)]
+    # MockEmbedding reports no tokens, like llama-index-embeddings-openai: tokentrail counts them
+    index = VectorStoreIndex.from_documents(docs, embed_model=MockEmbedding(embed_dim=16))
+    engine = index.as_query_engine(llm=UsageMockLLM(max_tokens=64), similarity_top_k=2)
+
+    def call(i: int) -> Any:
+        return engine.query(f"question {i % 7}: how long do refunds take?")
+
+    @contextmanager
+    def tokentrail_on() -> Iterator[None]:
+        import tokentrail
+
+        with tokentrail.instrument_llamaindex():
+            yield
+
+    oi = _openinference_llamaindex()
+
+    return Variants(
+        framework="llamaindex",
+        description="VectorStoreIndex (MockEmbedding, 8 docs) | query engine top-2 | MockLLM (usage reported), .query",
+        call=call,
+        setups={"bare": nullcontext, "tokentrail": tokentrail_on, **({"openinference": oi} if oi else {})},
+        spans_per_call=5,  # tokentrail's: query, retrieval, embeddings, synthesize, text_completion
+    )
+
+
+def _openinference_llamaindex() -> Setup | None:
+    try:
+        from openinference.instrumentation.llama_index import LlamaIndexInstrumentor
+    except ImportError:
+        print("openinference-instrumentation-llama-index is not installed (pip install 'tokentrail[bench]'): skipped", file=sys.stderr)
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    @contextmanager
+    def on() -> Iterator[None]:
+        instrumentor = LlamaIndexInstrumentor()
+        instrumentor.instrument(tracer_provider=provider)
+        try:
+            yield
+        finally:
+            instrumentor.uninstrument()
+            exporter.clear()
+
+    return on
+
+
 FRAMEWORKS: dict[str, Callable[[Path], Variants]] = {
     "langchain": langchain_variants,
-    # "llamaindex": llamaindex_variants,  -- same shape: a function returning Variants
+    "llamaindex": llamaindex_variants,
 }
 
 

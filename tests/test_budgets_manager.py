@@ -541,3 +541,36 @@ def test_failed_refresh_keeps_local_spend(make: Any, monkeypatch: pytest.MonkeyP
     call(rt)
     with pytest.raises(BudgetExceeded):
         call(rt)
+
+
+def test_forked_worker_keeps_enforcing(make: Any) -> None:
+    """A worker forked after the embedded store was read (chdb cannot be used after fork)
+    still enforces with what it knows, without hanging."""
+    import os
+
+    rt = make(Budget(name="b", limit_usd="0.6"))
+    m = mgr(rt)
+    call(rt)  # $0.30, known to the child too (the parent flushes it)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            t = time.monotonic()
+            call(rt)
+            blocked = False
+            try:
+                call(rt)
+            except BudgetExceeded:
+                blocked = True
+            ok = (not m.refresh(), blocked, m.spent("b") == Decimal("0.6"), time.monotonic() - t < 5)
+            os.write(w, repr(ok).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(r, 1000).decode() == "(True, True, True, True)"
+    assert os.WEXITSTATUS(status) == 0
+    # the parent is unaffected
+    assert m.refresh() and m.spent("b") == Decimal("0.3")

@@ -408,3 +408,28 @@ def test_unreachable_server_is_a_message_not_a_traceback(tt_home: Path, monkeypa
     message = at.error[0].value
     assert "cannot read the store" in message and "secret" not in message
     assert not at.metric
+
+
+def test_reprice_follows_time_of_day_prices(filled: runtime.Tokentrail) -> None:
+    """deepseek prices by time of day (off-peak): re-pricing goes by the call's half hour."""
+    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    calls = (
+        Call(0.25, "search", "qa", "yan", "deepseek-chat", "deepseek", Usage(20_000, 1_000, cache_read_tokens=15_000)),  # 18:00
+        Call(0.6, "search", "qa", "yan", "deepseek-chat", "deepseek", Usage(30_000, 2_000, cache_read_tokens=5_000)),  # 09:36
+    )
+    write_calls(filled, calls, midnight)
+    prices = PriceBook()
+    with open_store(filled.settings) as store:
+        rows = _per_call(filled, "user_id = 'yan' AND operation = 'chat'")
+        costs = {r["cost_usd"] for r in rows}
+        assert len(costs) == 2 and None not in costs
+        wi = queries.what_if(store, queries.Filters(user_id="yan"), "deepseek-chat", "deepseek", prices=prices)
+        cs = queries.cache_savings(store, queries.Filters(user_id="yan"), prices=prices)
+    # re-pricing a model on itself gives back what was paid, call by call
+    assert wi.what_if_usd == wi.actual_usd == sum(costs, Decimal(0))
+    expected = Decimal(0)
+    for r in rows:
+        n = r["cache_read_tokens"]
+        full = prices.cost(Usage(n, 0), "deepseek-chat", "deepseek", r["timestamp"]).total_usd
+        expected += full - prices.cost(Usage(n, 0, cache_read_tokens=n), "deepseek-chat", "deepseek", r["timestamp"]).total_usd
+    assert cs.saved_usd == expected > 0

@@ -12,6 +12,7 @@ import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableParallel
+from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,9 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import tokentrail
-from tokentrail import runtime, semconv as sc
-
-from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
+from tokentrail import runtime
+from tokentrail import semconv as sc
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "Say {word}")])
 
@@ -178,6 +178,86 @@ def test_no_span_left_open_after_1000_errors_cancellations_and_abandoned_streams
     assert {s.attributes[sc.ERROR_TYPE] for s in errors} == {"ConnectionError", "CancelledError"}
     assert sum(s.name == "RunnableSequence" and s.attributes[sc.ERROR_TYPE] == "CancelledError" for s in errors) == 250
     abandoned = [s for s in llm if s.attributes.get("tokentrail.abandoned")]
-    assert len(abandoned) == 500
-    # an abandoned stream still charges the prompt it sent
+    streams = [s for s in abandoned if sc.ERROR_TYPE not in s.attributes]
+    assert len(streams) == 500 and all(s.status.status_code is StatusCode.UNSET for s in streams)
+    # langchain-core sends no end callback to a model run cancelled inside agenerate: those
+    # end with their root, as cancelled
+    cancelled = [s for s in abandoned if sc.ERROR_TYPE in s.attributes]
+    assert all(s.attributes[sc.ERROR_TYPE] == "CancelledError" for s in cancelled)
+    # either way the prompt was sent: it is charged, estimated
     assert all(s.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0 and s.attributes[sc.USAGE_ESTIMATED] for s in abandoned)
+
+
+def test_async_parallel_branch_that_outlives_the_error_is_still_billed(mem: Any) -> None:
+    rt, exporter = mem
+    handler = tokentrail.langchain_handler()
+    slow = UsageChatModel(delay=0.2)
+
+    def fail(_: Any) -> str:
+        raise ValueError("branch a failed")
+
+    from langchain_core.runnables import RunnableLambda
+
+    parallel = RunnableParallel(a=RunnableLambda(fail), b=PROMPT | slow)
+
+    async def main() -> None:
+        with pytest.raises(ValueError):
+            await parallel.ainvoke({"word": "x"}, config={"callbacks": [handler]})
+        # asyncio.gather raised the first error; branch b runs on and finishes
+        for _ in range(100):
+            if handler.open_runs == 0:
+                break
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert handler.open_runs == 0 and rt.open_spans == 0
+    (llm,) = [s for s in exporter.get_finished_spans() if s.name == "chat gpt-4o"]
+    # the call completed: real usage and cost, not an abandoned estimate
+    assert llm.status.status_code is StatusCode.UNSET and "tokentrail.abandoned" not in llm.attributes
+    assert llm.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 1000 and llm.attributes[sc.COST_USD] == "0.002875000"
+
+
+def test_runs_whose_end_never_comes_are_ended_with_their_root(mem: Any) -> None:
+    from uuid import uuid4
+
+    rt, exporter = mem
+    handler = tokentrail.langchain_handler()
+    handler.orphan_grace_s = 0.0
+    root, child, model_run = uuid4(), uuid4(), uuid4()
+    handler.on_chain_start(None, {}, run_id=root, name="root")
+    handler.on_chain_start(None, {}, run_id=child, parent_run_id=root, name="child")
+    handler.on_chat_model_start(
+        {"id": ["langchain", "ChatOpenAI"]},
+        [[("user", "hello world")]],
+        run_id=model_run,
+        parent_run_id=child,
+        invocation_params={"model": "gpt-4o-mini"},
+    )
+    handler.on_llm_new_token("Hel", run_id=model_run)
+    handler.on_chain_error(RuntimeError("boom"), run_id=root)  # the children never end by themselves
+    assert handler.open_runs == 0 and rt.open_spans == 0
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    llm = spans["chat gpt-4o-mini"]
+    assert llm.attributes["tokentrail.abandoned"] is True and llm.attributes[sc.ERROR_TYPE] == "RuntimeError"
+    assert llm.attributes[sc.USAGE_ESTIMATED] is True and llm.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] > 0
+    assert parent_id(llm) == span_id(spans["child"]) and parent_id(spans["child"]) == span_id(spans["root"])
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_a_failed_roots_open_runs_get_a_grace_period(mem: Any) -> None:
+    from uuid import uuid4
+
+    rt, exporter = mem
+    handler = tokentrail.langchain_handler()
+    root, child = uuid4(), uuid4()
+    handler.on_chain_start(None, {}, run_id=root, name="root")
+    handler.on_chain_start(None, {}, run_id=child, parent_run_id=root, name="still running")
+    handler.on_chain_error(ValueError("first branch failed"), run_id=root)
+    assert handler.open_runs == 1  # may still end by itself
+    handler.orphan_grace_s = 0.0
+    handler._deferred = [(0.0, r, f) for _, r, f in handler._deferred]  # the grace period is over
+    handler.on_chain_start(None, {}, run_id=uuid4(), name="next")  # sweeps are checked as runs start
+    assert handler.open_runs == 1  # only "next"
+    (late,) = [s for s in exporter.get_finished_spans() if s.name == "still running"]
+    assert late.attributes[sc.ERROR_TYPE] == "ValueError" and late.attributes["tokentrail.abandoned"] is True
+    assert late.status.description == "first branch failed"

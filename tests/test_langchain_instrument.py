@@ -14,13 +14,13 @@ from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tokentrail
-from tokentrail import runtime, semconv as sc, tokens
+from tokentrail import runtime, tokens
+from tokentrail import semconv as sc
 from tokentrail.instrumentation.langchain import TokentrailCallbackHandler, is_instrumented
-
-from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "Say {word}")])
 
@@ -166,14 +166,16 @@ def test_embeddings_spans_estimated_nested_and_unpatched(mem: Any) -> None:
 class _Manager:
     """Stands in for tokentrail.budgets.BudgetManager: records the calls the handler makes."""
 
-    def __init__(self, block: bool = False) -> None:
+    def __init__(self, block: bool = False, block_after: int | None = None) -> None:
         self.block = block
+        self.block_after = block_after
         self.reserved: list[dict[str, Any]] = []
         self.settled: list[Any] = []
         self.released: list[Any] = []
 
     def reserve(self, attribution: Any, **kw: Any) -> Any:
-        if self.block and kw["model"] == "gpt-4o":
+        over = self.block_after is not None and len(self.reserved) >= self.block_after
+        if over or (self.block and kw["model"] == "gpt-4o"):
             raise tokentrail.BudgetExceeded("team-cap", spent_usd=Decimal("10"), limit_usd=Decimal("10"))
         self.reserved.append({"attribution": attribution, **kw})
         return len(self.reserved)
@@ -234,3 +236,23 @@ def test_budget_exceeded_blocks_the_call_and_falls_back(mem: Any) -> None:
     names = _names(exporter)
     assert "chat gpt-4o" in names and "chat gpt-4o-mini" in names
     assert handler.open_runs == 0 and rt.open_spans == 0
+
+
+def test_budget_blocking_one_prompt_of_a_batch_ends_every_started_run(mem: Any) -> None:
+    from langchain_core.messages import HumanMessage
+
+    rt, exporter = mem
+    manager = _Manager(block_after=2)
+    rt._budgets = manager
+    handler = tokentrail.langchain_handler()
+    model = UsageChatModel()
+    with pytest.raises(tokentrail.BudgetExceeded):
+        model.generate([[HumanMessage("a")], [HumanMessage("b")], [HumanMessage("c")]], callbacks=[handler])
+    assert model._calls == 0
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 3 and all(s.attributes[sc.ERROR_TYPE] == "BudgetExceeded" for s in spans)
+    assert manager.released == [1, 2]  # the two runs that had reserved give it back
+    assert handler.open_runs == 0 and rt.open_spans == 0
+    from opentelemetry import trace
+
+    assert trace.get_current_span() is trace.INVALID_SPAN

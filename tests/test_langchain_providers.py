@@ -13,16 +13,15 @@ import pytest
 from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 from langchain_anthropic import ChatAnthropic
-from langchain_openai import ChatOpenAI, OpenAI
 from langchain_core.messages import HumanMessage
-from langchain_openai import OpenAIEmbeddings
+from langchain_fakes import configure_memory
+from langchain_openai import ChatOpenAI, OpenAI, OpenAIEmbeddings
+from mock_providers import Reply, anthropic_server, openai_error, openai_server
 from opentelemetry.trace import StatusCode
 
 import tokentrail
-from tokentrail import runtime, semconv as sc
-
-from langchain_fakes import configure_memory
-from mock_providers import Reply, anthropic_server, openai_error, openai_server
+from tokentrail import runtime
+from tokentrail import semconv as sc
 
 
 @pytest.fixture

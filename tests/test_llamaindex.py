@@ -42,9 +42,13 @@ def li(tt: runtime.Tokentrail) -> Iterator[LlamaIndexInstrumentation]:
     handle = tokentrail.instrument_llamaindex()
     yield handle
     errors = handle.errors
+    # before uninstrument(), which would end (and so hide) any span left open
+    open_now, handler = tt.open_spans, handle.span_handler
+    assert handler is not None
+    streams = handler.streaming_count
     handle.uninstrument()
     assert errors == [], errors
-    assert tt.open_spans == 0
+    assert (open_now, streams) == (0, 0)
 
 
 @pytest.fixture
@@ -336,3 +340,29 @@ def test_spans_nest_in_the_callers_trace_and_provider_spans_nest_under_the_model
     # while the provider ran, the model span was the current OTel span
     [current] = probe.seen
     assert format(current.get_span_context().span_id, "016x") == model["span_id"]
+
+
+def test_structured_predict_and_wrapper_llms_bill_once(li: Any, srv: Any, read_spans: Any) -> None:
+    from llama_index.core.prompts import PromptTemplate
+    from mock_providers import openai_chat_completion
+    from pydantic import BaseModel
+
+    class Refund(BaseModel):
+        days: int
+        eligible: bool
+
+    llm = OpenAI(model="gpt-4o-mini", api_key="test", api_base=srv.url + "/v1", max_retries=0)
+    srv.push(Reply(body=openai_chat_completion(model="gpt-4o-mini-2024-07-18", content='{"days": 30, "eligible": true}', prompt_tokens=40, completion_tokens=9)))
+    srv.push(Reply(body=openai_chat_completion(model="gpt-4o-mini-2024-07-18", content='{"days": 14, "eligible": false}', prompt_tokens=41, completion_tokens=9)))
+    assert llm.structured_predict(Refund, PromptTemplate("refund policy for {item}"), item="shoes") == Refund(days=30, eligible=True)
+    # StructuredLLM wraps the OpenAI LLM: the wrapper is a chain, the inner call is billed once
+    assert llm.as_structured_llm(Refund).complete("refund?").raw == Refund(days=14, eligible=False)
+    rows = read_spans()
+    model = [r for r in rows if r["operation"] in ("chat", "text_completion")]
+    assert [(r["name"], r["input_tokens"], r["output_tokens"], r["usage_estimated"]) for r in model] == [
+        ("chat gpt-4o-mini", 40, 9, False),
+        ("chat gpt-4o-mini", 41, 9, False),
+    ]
+    [wrapper] = [r for r in rows if r["operation"] == "chain"]
+    assert (wrapper["name"], wrapper["cost_usd"], wrapper["input_tokens"]) == ("StructuredLLM.complete", None, 0)
+    assert model[1]["parent_span_id"] == wrapper["span_id"] and model[0]["parent_span_id"] == ""

@@ -37,6 +37,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     handle = tokentrail.instrument_llamaindex()
     yield rt, exporter
     errors = handle.errors
+    assert rt.open_spans == 0  # checked before uninstrument(), which ends what is left
     handle.uninstrument()
     rt.shutdown()
     runtime._default = None
@@ -60,9 +61,9 @@ def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     yield make
     errors = handle.errors
+    assert [rt.open_spans for rt in made] == [0] * len(made)  # before uninstrument() ends them
     handle.uninstrument()
     for rt in made:
-        assert rt.open_spans == 0
         rt.shutdown()
     runtime._default = None
     assert errors == [], errors
@@ -329,3 +330,45 @@ def test_errors_end_spans_with_error_type(mem: tuple[runtime.Tokentrail, Any]) -
         assert spans[name].attributes["error.type"] == "RuntimeError"
     assert spans["retrieval VectorIndexRetriever"].status.status_code is StatusCode.UNSET
     assert rt.open_spans == 0
+
+
+# -- content -------------------------------------------------------------------------------
+
+
+def test_content_is_captured_only_when_configured(tt_home: Path) -> None:
+    import json
+
+    from llama_index.core.tools import FunctionTool
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    tool = FunctionTool.from_defaults(add)
+    index = VectorStoreIndex.from_documents([Document(text="refunds within 30 days")], embed_model=MockEmbedding(embed_dim=4))
+    for capture in (False, True):
+        rt, exporter = configure_memory(tt_home, capture_content=capture)
+        handle = tokentrail.instrument_llamaindex()
+        try:
+            ProbeLLM().complete("what is the refund window?")
+            assert tool.call(a=2, b=3).content == "5"
+            index.as_retriever().retrieve("refund window")
+            spans = {s.name: s for s in exporter.get_finished_spans()}
+            model, t, r = spans["text_completion gpt-4o-mini"], spans["execute_tool add"], spans["retrieval VectorIndexRetriever"]
+            if not capture:
+                for s in (model, t, r):
+                    assert not [k for k in s.attributes if k.startswith(("gen_ai.input", "gen_ai.output", "gen_ai.tool.call"))]
+                continue
+            assert json.loads(model.attributes["gen_ai.input.messages"]) == [
+                {"role": "user", "parts": [{"type": "text", "content": "what is the refund window?"}]}
+            ]
+            assert json.loads(model.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "ok"
+            assert json.loads(t.attributes["gen_ai.tool.call.arguments"]) == {"a": 2, "b": 3}
+            assert t.attributes["gen_ai.tool.call.result"] == "5"
+            assert json.loads(r.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == "refund window"
+        finally:
+            errors = handle.errors
+            handle.uninstrument()
+            rt.shutdown()
+            runtime._default = None
+        assert errors == []

@@ -864,6 +864,16 @@ class _RateBook:
     def __init__(self, prices: Any) -> None:
         self.prices = prices
         self._memo: dict[tuple[str, str, datetime, int], _Rates | None] = {}
+        self._tod: dict[tuple[str, str], bool] = {}
+
+    def rates_at(self, model: str, provider: str, slot: datetime, bucket: int) -> _Rates | None:
+        """Rates at a 30-minute slot: the slot's day's, unless the price varies within a day."""
+        key = (model, provider)
+        tod = self._tod.get(key)
+        if tod is None:
+            tod = self._tod[key] = _varies_within_day(self.prices, model, provider)
+        when = slot if tod else slot.replace(hour=0, minute=0, second=0, microsecond=0)
+        return self.rates(model, provider, when, bucket)
 
     def rates(self, model: str, provider: str, when: datetime, bucket: int) -> _Rates | None:
         key = (model, provider, when, bucket)
@@ -908,12 +918,6 @@ _TOKEN_SUMS = (
     "sum(cache_read_tokens), sum(cache_write_tokens), "
     "sum(greatest(toInt64(output_tokens), toInt64(reasoning_tokens))), sum(reasoning_tokens)"
 )
-
-
-def _slot_sql(model_expr: str, within_day: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    if not within_day:
-        return _DAY_SQL, {}
-    return f"if({model_expr} IN {{tod_models:Array(String)}}, {_SLOT_SQL}, {_DAY_SQL})", {"tod_models": list(within_day)}
 
 
 _PRICE_BOOKS: dict[tuple[Any, ...], Any] = {}
@@ -963,17 +967,13 @@ def cache_savings(
 ) -> CacheSavings:
     prices = prices if prices is not None else price_book(store.settings.prices)
     where = model_calls(filters or Filters(), now=now).and_("cache_read_tokens > 0")
-    pairs = store.rows(
-        f"SELECT DISTINCT {_PRICED_MODEL} AS m, provider FROM {SPANS} WHERE {where.sql} AND cost_usd IS NOT NULL",
-        where.params,
-    )
-    tod = sorted({str(m) for m, p in pairs if _varies_within_day(prices, str(m), str(p))})
-    slot, slot_params = _slot_sql(_PRICED_MODEL, tod)
+    # one scan, in 30-minute slots; a model whose price does not change within a day is then
+    # priced per day (PriceBook's own granularity), an off-peak-priced one per slot
     rows = store.rows(
-        f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {slot} AS t, {_bucket_sql()} AS b, "
+        f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {_SLOT_SQL} AS t, {_bucket_sql()} AS b, "
         f"count(), sum(cache_read_tokens), (cost_usd IS NOT NULL) AS priced "
         f"FROM {SPANS} WHERE {where.sql} GROUP BY m, request_model, provider, t, b, priced",
-        {**where.params, **slot_params},
+        where.params,
     )
     book = _RateBook(prices)
     saved: dict[tuple[str, str], list[Any]] = {}
@@ -983,8 +983,8 @@ def cache_savings(
             if not priced:
                 unpriced += int(cache_read)
                 continue
-            when, bucket = _utc(t), int(b)
-            rates = book.rates(str(m), str(provider), when, bucket) or book.rates(str(req), str(provider), when, bucket)
+            slot, bucket = _utc(t), int(b)
+            rates = book.rates_at(str(m), str(provider), slot, bucket) or book.rates_at(str(req), str(provider), slot, bucket)
             if rates is None:
                 unpriced += int(cache_read)
                 continue
@@ -1048,18 +1048,20 @@ def what_if(
     tod = _varies_within_day(prices, model, provider)
     slot = _SLOT_SQL if tod else _DAY_SQL
     rows = store.rows(
-        f"SELECT request_model, provider, {slot} AS t, {_bucket_sql()} AS b, count(), sum(cost_usd), {_TOKEN_SUMS} "
-        f"FROM {SPANS} WHERE {where.sql} AND cost_usd IS NOT NULL GROUP BY request_model, provider, t, b",
+        f"SELECT request_model, provider, {slot} AS t, {_bucket_sql()} AS b, (cost_usd IS NOT NULL) AS known, "
+        f"count(), sum(cost_usd), {_TOKEN_SUMS} FROM {SPANS} WHERE {where.sql} "
+        "GROUP BY request_model, provider, t, b, known",
         where.params,
-    )
-    skipped = int(
-        store.rows(f"SELECT count() FROM {SPANS} WHERE {where.sql} AND cost_usd IS NULL", where.params)[0][0]
     )
     book = _RateBook(prices)
     groups: dict[tuple[str, str], list[Any]] = {}
     unknown = False
+    skipped = 0
     with _decimal_context():
-        for req, prov, t, b, calls, actual, uncached, cache_read, cache_write, output, reasoning in rows:
+        for req, prov, t, b, known, calls, actual, uncached, cache_read, cache_write, output, reasoning in rows:
+            if not known:  # no actual cost to compare with
+                skipped += int(calls)
+                continue
             acc = groups.setdefault((str(req), str(prov)), [0, Decimal(0), Decimal(0)])
             acc[0] += int(calls)
             acc[1] += Decimal(actual or 0)

@@ -5,7 +5,8 @@
 
 `Budget` is the definition; `BudgetManager` (built by the runtime when budgets are configured)
 reserves a call's worst case before the provider is called and settles its real cost after;
-`status()` gives the figures the CLI and the dashboard show.
+`tokentrail.budgets.status.status()` (also `budget_status`) gives the figures the CLI and the
+dashboard show.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .periods import PERIODS
 if TYPE_CHECKING:
     from .alerts import BudgetEvent, add_alert_handler
     from .manager import BudgetManager, Reservation
-    from .status import BudgetStatus, burndown, recent_events, status
+    from .status import BudgetStatus, burndown, recent_events
+    from .status import status as budget_status
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_TOKENS",
@@ -30,32 +32,33 @@ __all__ = [
     "BudgetStatus",
     "Reservation",
     "add_alert_handler",
+    "budget_status",
     "burndown",
     "coerce_budgets",
     "recent_events",
-    "status",
 ]
 
 # config.py imports this package to validate budgets: keep that import light (no store, no
 # threads) and load the rest on first use.
+# (`status` is the submodule's name, so its function is exported as budget_status)
 _LAZY = {
-    "BudgetEvent": "alerts",
-    "add_alert_handler": "alerts",
-    "BudgetManager": "manager",
-    "Reservation": "manager",
-    "BudgetStatus": "status",
-    "burndown": "status",
-    "recent_events": "status",
-    "status": "status",
+    "BudgetEvent": ("alerts", "BudgetEvent"),
+    "add_alert_handler": ("alerts", "add_alert_handler"),
+    "BudgetManager": ("manager", "BudgetManager"),
+    "Reservation": ("manager", "Reservation"),
+    "BudgetStatus": ("status", "BudgetStatus"),
+    "budget_status": ("status", "status"),
+    "burndown": ("status", "burndown"),
+    "recent_events": ("status", "recent_events"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module 'tokentrail.budgets' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.{where[0]}"), where[1])
     globals()[name] = value
     return value

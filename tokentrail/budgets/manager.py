@@ -1,32 +1,34 @@
 """BudgetManager: reserve before a model call, settle after, release on error.
 
-Accounting, per budget and scope value ("instance"):
+Accounting, per budget and scope value (an "instance": budget "per-user" for "alice"):
 
     spent     = store + local      (what the period has cost so far)
-    committed = spent + reserved   (what a new call must fit under, with its worst case)
+    committed = spent + reserved   (what a new call's worst case must fit on top of)
 
 - store: what `tokentrail.spans` held for the period at the last refresh (every process's
-  flushed spend). A daemon thread refreshes it (first at start, then every
-  `refresh_interval` seconds, default 30, env TOKENTRAIL_BUDGET_REFRESH_SECONDS).
+  flushed spend). A daemon thread refreshes it: first when the manager starts, then every
+  `refresh_interval` seconds (default 30; env TOKENTRAIL_BUDGET_REFRESH_SECONDS).
 - local: this process's settled spend that the store did not hold at the last refresh.
 - reserved: worst cases of this process's calls in flight.
 
 Double counting rule: each settle is filed under the current refresh *epoch*. A refresh starts
-a new epoch, waits `settle_grace` (0.1 s: the handler ends a span right after settling it),
-force-flushes this process's spans into the store, queries, then drops the local spend of
-the epochs before it: those spans are in the figure it just read. Spend settled after the
-refresh began stays local and may also be in that figure: counted twice until the next
-refresh, the safe direction. If a refresh fails (store down, lock busy) nothing is dropped.
+a new epoch, waits `settle_grace` (0.1 s: an integration ends a call's span right after
+settling it), force-flushes this process's spans into the store, queries, and then drops the
+local spend of the epochs before its own: those spans are in the figure it just read. Spend
+settled after the refresh began stays local and may be in that figure too: counted twice until
+the next refresh, the safe direction. A failed refresh (store down, lock busy) drops nothing.
 
-Several processes: each sees the others' spend only through the store, so together they can
+Several processes see each other's spend only through the store, so together they can
 overshoot a limit by what the *other* processes spend in one refresh interval plus their span
-exporter's delay (about 1 s). Within one process a limit is never overshot: the check and the
-reservation happen under one lock.
+exporter's delay (about 1 s) and the time a refresh takes. Within one process a limit is never
+overshot: the check and the reservation happen under one lock.
 
-Thread- and asyncio-safe: `reserve`/`settle`/`release` never do I/O and hold the lock for a
-few microseconds. The one wait is the first `reserve` of a process, which waits (at most
-`initial_wait`, 10 s) for the first refresh so that an exhausted budget is not forgotten by a
-restart.
+Money on the call path is integer nano-dollars (the store's Decimal(18, 9) exactly): exact,
+and immune to the application's decimal context. Figures leave the manager as Decimal.
+
+Thread- and asyncio-safe: `reserve`/`settle`/`release` do no I/O and hold the lock for
+microseconds. The one wait is a process's first `reserve`, which waits (at most
+`initial_wait`, 10 s) for the first refresh, so that a restart does not forget a spent budget.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
@@ -64,13 +67,30 @@ _DAY_NS = 86400 * NS
 _OUT_PROBE = 65536  # output tokens used to measure a model's output price per token
 _MIN_BUCKET = 1024
 _TARGETS_CACHE_MAX = 8192
-_BLOCK_REALERT_NS = 3600 * NS  # rolling/total windows have no period: re-alert blocks hourly
+_BLOCK_REALERT_NS = 3600 * NS  # rolling/total budgets have no period: re-alert a block hourly
+# chdb cannot be used in a process forked after it was opened (it hangs): remember we opened it
+_embedded_opened = False
 DEFAULT_REFRESH_SECONDS = 30.0
 REFRESH_ENV = "TOKENTRAIL_BUDGET_REFRESH_SECONDS"
 
 
+_NANO = Decimal("1e9")
+_NONE = 2**62  # "no threshold left": more nano-dollars than any budget holds
+
+
+def _nanos(d: Decimal, *, ceiling: bool = False) -> int:
+    """Nano-dollars; costs are already whole nano-dollars, worst cases round up."""
+    n = _C.multiply(d, _NANO)
+    return int(n.to_integral_value(rounding=ROUND_CEILING if ceiling else ROUND_HALF_EVEN, context=_C))
+
+
+def _dec(n: int) -> Decimal:
+    return Decimal(n).scaleb(-9, context=_C)
+
+
 class _Inst:
-    """One budget for one scope value in its current period."""
+    """One budget for one scope value, in its current period. Fields change under the lock;
+    money in nano-dollars."""
 
     __slots__ = (
         "cb",
@@ -80,10 +100,13 @@ class _Inst:
         "hi",
         "window_key",
         "store",
-        "local",
+        "older",
+        "cur_epoch",
+        "cur_local",
         "local_sum",
-        "reserved",
+        "headroom",
         "next_i",
+        "warn_local",
         "unpriced_models",
         "block_alerted_at",
     )
@@ -92,30 +115,58 @@ class _Inst:
         self.cb = cb
         self.key = key
         self.scope_value = scope_value_of(key)
-        self.lo = self.hi = 0
+        self.lo = self.hi = 0  # the period is [lo, hi) in ns; lo=hi=0 until first rolled
         self.window_key = -1
-        self.store = ZERO
-        self.local: dict[int, Decimal] = {}
-        self.local_sum = ZERO
-        self.reserved = ZERO
-        self.next_i = 0  # index of the next threshold to fire in cb.thresholds
+        self.store = 0
+        # local spend by refresh epoch: the current epoch's apart (the hot path adds to it)
+        self.older: dict[int, int] = {}
+        self.cur_epoch = 0
+        self.cur_local = 0
+        self.local_sum = 0
+        self.headroom = cb.limit_n  # limit - store - local - reserved
+        self.next_i = 0  # the next threshold to fire, index into cb.thresholds
+        self.warn_local = _NONE  # local spend at which the next threshold fires
         self.unpriced_models: set[str] = set()
         self.block_alerted_at: int | None = None
 
     @property
     def spent(self) -> Decimal:
-        return _C.add(self.store, self.local_sum)
+        return _dec(self.store + self.local_sum)
+
+    @property
+    def reserved(self) -> int:
+        return self.cb.limit_n - self.store - self.local_sum - self.headroom
+
+    def add_local(self, epoch: int, amount: int) -> None:
+        if self.cur_epoch != epoch:
+            if self.cur_local:
+                self.older[self.cur_epoch] = self.older.get(self.cur_epoch, 0) + self.cur_local
+            self.cur_epoch, self.cur_local = epoch, 0
+        self.cur_local += amount
+        self.local_sum += amount
+
+    def drop_local(self, through_epoch: int) -> None:
+        """Forget local spend of epochs <= through_epoch (the store holds it now)."""
+        if self.cur_epoch <= through_epoch:
+            self.cur_local = 0
+        if self.older:
+            self.older = {e: v for e, v in self.older.items() if e > through_epoch}
+        self.local_sum = self.cur_local + sum(self.older.values())
+
+    def arm(self) -> None:
+        th = self.cb.thresholds_n
+        self.warn_local = th[self.next_i] - self.store if self.next_i < len(th) else _NONE
 
 
 class Reservation:
-    """What `reserve` set aside for one call; pass it to `settle` or `release` exactly once
-    (a second call is ignored)."""
+    """What `reserve` set aside for one call; pass it to `settle` or `release` once (a second
+    call is ignored)."""
 
     __slots__ = ("items", "worst_usd", "at_ns", "model", "done")
 
-    def __init__(self, items: tuple[tuple[_Inst, Decimal, int], ...], worst_usd: Decimal | None, at_ns: int, model: str | None) -> None:
-        self.items = items
-        self.worst_usd = worst_usd  # None: unpriced model
+    def __init__(self, items: list[tuple[_Inst, int, int]], worst_usd: Decimal | None, at_ns: int, model: str | None) -> None:
+        self.items = items  # (instance, nano-dollars reserved, its period's start)
+        self.worst_usd = worst_usd  # None: an unpriced model
         self.at_ns = at_ns
         self.model = model
         self.done = False
@@ -124,6 +175,30 @@ class Reservation:
     def budgets(self) -> list[tuple[str, str]]:
         """(budget name, scope value) of every budget this call counts against."""
         return [(i.cb.budget.name, i.scope_value) for i, _, _ in self.items]
+
+
+class _Matcher:
+    """Which budgets a call falls under, without testing every budget: budgets with a fixed
+    value on a field (team="search") are indexed by that value; the rest are tested one by one."""
+
+    def __init__(self, compiled: list[CompiledBudget]) -> None:
+        self.scan: list[CompiledBudget] = []
+        self.index: dict[str, dict[str, list[CompiledBudget]]] = {}
+        for cb in compiled:
+            field = next((f for f, _ in cb.fixed if f != "tags"), None)
+            if field is None:
+                self.scan.append(cb)
+            else:
+                value = dict(cb.fixed)[field]
+                self.index.setdefault(field, {}).setdefault(value, []).append(cb)
+
+    def match(self, a: Attribution) -> list[tuple[CompiledBudget, tuple[str, ...]]]:
+        out = [(cb, k) for cb in self.scan for k in cb.keys(a)]
+        for field, by_value in self.index.items():
+            for cb in by_value.get(getattr(a, field), ()):
+                out.extend((cb, k) for k in cb.keys(a))
+        out.sort(key=lambda t: t[0].index)  # configuration order: the first refusing budget is reported
+        return out
 
 
 def _env_interval() -> float | None:
@@ -141,7 +216,7 @@ def _env_interval() -> float | None:
 
 
 class BudgetManager:
-    """Enforces `settings.budgets` for one tokentrail runtime (`runtime.budgets`)."""
+    """Enforces `settings.budgets` for one tokentrail runtime (built as `runtime.budgets`)."""
 
     def __init__(
         self,
@@ -166,14 +241,15 @@ class BudgetManager:
         self.settle_grace = settle_grace
         self.initial_wait = initial_wait
         self.lock_timeout = lock_timeout
+        self._matcher = _Matcher(self.compiled)
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._insts: dict[tuple[int, tuple[str, ...]], _Inst] = {}
-        self._targets: dict[Attribution, tuple[tuple[CompiledBudget, tuple[str, ...]], ...]] = {}
+        self._targets: dict[Attribution, tuple[_Inst, ...]] = {}
         self._rates: dict[tuple[str | None, str | None, int, int], tuple[Decimal, Decimal, Decimal] | None] = {}
-        self._store: dict[tuple[int, tuple[str, ...]], Decimal] = {}
-        self._store_windows: dict[int, int] = {}
+        self._store: dict[tuple[int, tuple[str, ...]], int] = {}
+        self._store_windows: dict[int, int] = {}  # budget -> the window its store figures are for
         self._fired_store: set[tuple[str, str, float, int]] = set()
         self._periods: dict[int, Window] = {}  # calendar budgets: the period last seen
         self._epoch = 0
@@ -184,6 +260,7 @@ class BudgetManager:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._refresh_failed = False
+        self._no_store = False
         self.refreshes = 0
         self.last_refresh_ns: int | None = None
         now = rt.now_ns()
@@ -192,24 +269,60 @@ class BudgetManager:
                 self._periods[cb.index] = window(cb.budget.period, cb.budget.timezone, now)
         self._thread: threading.Thread | None = None
         if start:
-            self._thread = threading.Thread(target=self._run, name="tokentrail-budgets", daemon=True)
-            self._thread.start()
+            self._start_thread()
+            # a forked worker (gunicorn, celery prefork) inherits no threads and maybe a held lock
+            os.register_at_fork(after_in_child=_fork_hook(weakref.ref(self)))
         else:
             self._ready = True
 
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tokentrail-budgets", daemon=True)
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        closed = self._stop.is_set()
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self._events = []  # the parent delivers its own
+        self._webhooks = WebhookSender(timeout=self._webhooks.timeout)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._ready_event = threading.Event()
+        self._ready = closed
+        if self.settings.embedded and _embedded_opened:
+            # chdb hangs in a child forked after it was opened: enforce with what is known
+            self._no_store = True
+            self._ready = True
+            logger.warning(
+                "tokentrail: budgets in a process forked after the embedded store was opened cannot read "
+                "the store; configure tokentrail after the fork (e.g. gunicorn post_fork) or use a ClickHouse server"
+            )
+        if not closed:
+            self._start_thread()
+
     # -- the call path ---------------------------------------------------------------------------
 
-    def _match(self, a: Attribution) -> tuple[tuple[CompiledBudget, tuple[str, ...]], ...]:
-        out = tuple((cb, k) for cb in self.compiled for k in cb.keys(a))
-        if len(self._targets) >= _TARGETS_CACHE_MAX:
-            self._targets = {}
-        self._targets[a] = out
+    def _match(self, a: Attribution) -> tuple[_Inst, ...]:
+        """The instances a call with attribution `a` counts against (cached per attribution)."""
+        matched = self._matcher.match(a)
+        with self._lock:
+            insts = []
+            for cb, key in matched:
+                inst = self._insts.get((cb.index, key))
+                if inst is None:
+                    inst = self._insts[(cb.index, key)] = _Inst(cb, key)
+                insts.append(inst)
+            out = tuple(insts)
+            if len(self._targets) >= _TARGETS_CACHE_MAX:
+                self._targets = {}
+            self._targets[a] = out
         return out
 
     def _price(self, model: str | None, provider: str | None, now: int, prompt_tokens: int) -> tuple[Decimal, Decimal, Decimal] | None:
-        """(fixed, input per token, output per token) of a model on the call's UTC day, or
-        None when the model has no price. Measured at the next power of two above the prompt:
-        tiered prices (cliffs on input size) come out at the tier the call can reach."""
+        """(per call, per input token, per output token) of a model on the call's UTC day, or
+        None when it has no price. Measured at the power of two above the prompt size, so a
+        tiered price (a cliff on input size) comes out at the tier the call can reach."""
         bucket = _MIN_BUCKET if prompt_tokens <= _MIN_BUCKET else 1 << (prompt_tokens - 1).bit_length()
         k = (model, provider, now // _DAY_NS, bucket)
         try:
@@ -224,40 +337,33 @@ class BudgetManager:
             inp = prices.cost(Usage(input_tokens=bucket), model, provider, when).total_usd
             both = prices.cost(Usage(input_tokens=bucket, output_tokens=_OUT_PROBE), model, provider, when).total_usd
             if base is not None and inp is not None and both is not None:
-                rates = (
-                    base,
-                    _C.divide(_C.subtract(inp, base), bucket),
-                    _C.divide(_C.subtract(both, inp), _OUT_PROBE),
-                )
-        self._rates[k] = rates  # a race computes it twice, harmlessly
+                rates = (base, _C.divide(_C.subtract(inp, base), bucket), _C.divide(_C.subtract(both, inp), _OUT_PROBE))
+        if len(self._rates) >= _TARGETS_CACHE_MAX:
+            self._rates = {}
+        self._rates[k] = rates  # a race prices it twice, harmlessly
         return rates
 
     def _roll(self, inst: _Inst, now: int) -> None:
-        """Bring an instance into the period containing `now` (a new one starts empty)."""
+        """Bring an instance into the period containing `now` (a new period starts empty)."""
         cb = inst.cb
         period = cb.budget.period
         if period in CALENDAR:
-            w = window(period, cb.budget.timezone, now)
+            w = self._periods.get(cb.index)
+            if w is None or not w.start_ns <= now < (w.end_ns or _MAX):
+                w = window(period, cb.budget.timezone, now)
+                self._note_period(cb, w, now)
             inst.lo, inst.hi, inst.window_key = w.start_ns, w.end_ns or _MAX, w.key
-            self._note_period(cb, w, now)
         else:
             inst.lo, inst.hi, inst.window_key = _MIN, _MAX, 0
-        inst.local = {}
-        inst.local_sum = ZERO
-        inst.reserved = ZERO
+        inst.older = {}
+        inst.cur_local = inst.local_sum = 0
         inst.unpriced_models = set()
         inst.block_alerted_at = None
-        inst.store = self._store.get((cb.index, inst.key), ZERO) if self._store_windows.get(cb.index) == inst.window_key else ZERO
+        fresh = self._store_windows.get(cb.index) == inst.window_key
+        inst.store = self._store.get((cb.index, inst.key), 0) if fresh else 0
+        inst.headroom = cb.limit_n - inst.store  # reservations of the old period stay there
         inst.next_i = self._seeded_next(inst)
-
-    def _instance(self, cb: CompiledBudget, key: tuple[str, ...], now: int) -> _Inst:
-        inst = self._insts.get((cb.index, key))
-        if inst is None:
-            inst = self._insts[(cb.index, key)] = _Inst(cb, key)
-            self._roll(inst, now)
-        elif not inst.lo <= now < inst.hi:
-            self._roll(inst, now)
-        return inst
+        inst.arm()
 
     def reserve(
         self,
@@ -270,26 +376,27 @@ class BudgetManager:
     ) -> Reservation | None:
         """Set aside the call's worst case in every budget it falls under, or raise
         BudgetExceeded (before the provider is called) when it does not fit a blocking one.
-        Returns None when no budget applies."""
+        Worst case: prompt tokens + max_output_tokens (else the budget's cap, else 4096) at the
+        model's price. Returns None when no budget applies."""
         if not self._ready:
             self._wait_ready()
-        targets = self._targets.get(attribution)
-        if targets is None:
-            targets = self._match(attribution)
-        if not targets:
+        insts = self._targets.get(attribution)
+        if insts is None:
+            insts = self._match(attribution)
+        if not insts:
             return None
         now = self._rt.now_ns()
         prompt_tokens = max(int(prompt_tokens or 0), 0)
         rates = self._price(model, provider, now, prompt_tokens)
         given_cap = max_output_tokens if max_output_tokens and max_output_tokens > 0 else None
-        worst_by_cap: dict[int, Decimal] = {}
-        plan: list[tuple[_Inst, Decimal]] = []
-        worst_seen: Decimal | None = None
+        worst_by_cap: dict[int, int] = {}
+        worst = 0
         with self._lock:
-            for cb, key in targets:
-                inst = self._instance(cb, key, now)
+            for inst in insts:
+                if not inst.lo <= now < inst.hi:
+                    self._roll(inst, now)
+                cb = inst.cb
                 if rates is None:
-                    amount = ZERO
                     if cb.unpriced_block:
                         self._queue_unpriced(inst, model, now, blocked=True)
                         raise BudgetExceeded(
@@ -297,47 +404,41 @@ class BudgetManager:
                             scope_value=inst.scope_value or None,
                             spent_usd=inst.spent,
                             limit_usd=cb.limit,
-                            estimated_cost_usd=None,
                             reason="unpriced",
                             model=model,
                         )
                     if (model or "") not in inst.unpriced_models:
                         self._queue_unpriced(inst, model, now, blocked=False)
-                else:
-                    cap = given_cap or cb.max_output_tokens
-                    worst = worst_by_cap.get(cap)
-                    if worst is None:
-                        fixed, per_in, per_out = rates
-                        worst = _C.add(_C.add(fixed, _C.multiply(per_in, prompt_tokens)), _C.multiply(per_out, cap))
-                        worst = worst.quantize(_Q, rounding=ROUND_CEILING, context=_C)
-                        worst_by_cap[cap] = worst
-                    amount = worst
-                    worst_seen = worst
-                    if cb.block:
-                        committed = _C.add(_C.add(inst.store, inst.local_sum), inst.reserved)
-                        if _C.add(committed, amount) > cb.limit:
-                            self._queue_block(inst, amount, committed, model, now)
-                            raise BudgetExceeded(
-                                cb.budget.name,
-                                scope_value=inst.scope_value or None,
-                                spent_usd=committed,
-                                limit_usd=cb.limit,
-                                estimated_cost_usd=amount,
-                                model=model,
-                            )
-                plan.append((inst, amount))
-            items = []
-            for inst, amount in plan:
-                inst.reserved = _C.add(inst.reserved, amount)
+                    continue
+                cap = given_cap or cb.max_output_tokens
+                worst = worst_by_cap.get(cap, -1)
+                if worst < 0:
+                    fixed, per_in, per_out = rates
+                    exact = _C.add(_C.add(fixed, _C.multiply(per_in, prompt_tokens)), _C.multiply(per_out, cap))
+                    worst = worst_by_cap[cap] = _nanos(exact, ceiling=True)
+                if cb.block and worst > inst.headroom:
+                    committed = cb.limit_n - inst.headroom
+                    self._queue_block(inst, worst, committed, model, now)
+                    raise BudgetExceeded(
+                        cb.budget.name,
+                        scope_value=inst.scope_value or None,
+                        spent_usd=_dec(committed),
+                        limit_usd=cb.limit,
+                        estimated_cost_usd=_dec(worst),
+                        model=model,
+                    )
+            items: list[tuple[_Inst, int, int]] = []
+            for inst in insts:
+                amount = 0 if rates is None else worst_by_cap[given_cap or inst.cb.max_output_tokens]
+                inst.headroom -= amount
                 items.append((inst, amount, inst.lo))
-        return Reservation(tuple(items), worst_seen, now, model)
+        return Reservation(items, _dec(max(worst_by_cap.values())) if worst_by_cap else None, now, model)
 
     def settle(self, reservation: Reservation, cost: Any) -> None:
-        """The call finished: replace its reservation with its real cost (a `pricing.Cost`,
-        or a Decimal; None/unpriced adds nothing)."""
-        amount = cost if isinstance(cost, Decimal) else getattr(cost, "total_usd", None)
-        if amount is None:
-            amount = ZERO
+        """The call finished: its reservation becomes its real cost (a `pricing.Cost`, or a
+        Decimal; an unpriced cost adds nothing)."""
+        total = cost if isinstance(cost, Decimal) else getattr(cost, "total_usd", None)
+        amount = _nanos(total) if total else 0
         with self._lock:
             if reservation.done:
                 return
@@ -346,12 +447,10 @@ class BudgetManager:
             for inst, reserved, lo in reservation.items:
                 if inst.lo != lo:  # its period ended meanwhile: the spend belongs to the old one
                     continue
-                inst.reserved = _C.subtract(inst.reserved, reserved)
+                inst.headroom += reserved - amount
                 if amount:
-                    inst.local[epoch] = _C.add(inst.local.get(epoch, ZERO), amount)
-                    inst.local_sum = _C.add(inst.local_sum, amount)
-                    cb = inst.cb
-                    if inst.next_i < len(cb.thresholds) and inst.spent >= cb.thresholds[inst.next_i][1]:
+                    inst.add_local(epoch, amount)
+                    if inst.local_sum >= inst.warn_local:
                         self._fire_thresholds(inst, reservation.at_ns)
 
     def release(self, reservation: Reservation) -> None:
@@ -362,11 +461,12 @@ class BudgetManager:
             reservation.done = True
             for inst, reserved, lo in reservation.items:
                 if inst.lo == lo:
-                    inst.reserved = _C.subtract(inst.reserved, reserved)
+                    inst.headroom += reserved
 
     @contextmanager
     def reserved(self, attribution: Attribution, **kw: Any) -> Iterator[Reservation | None]:
-        """`with manager.reserved(attr, model=..., ...) as r:` releases on error; settle inside."""
+        """`with manager.reserved(attr, model=..., ...) as r:` releases the reservation when the
+        block raises; settle it inside the block."""
         r = self.reserve(attribution, **kw)
         try:
             yield r
@@ -375,11 +475,11 @@ class BudgetManager:
                 self.release(r)
             raise
 
-    # -- figures ---------------------------------------------------------------------------------
+    # -- figures -----------------------------------------------------------------------------------
 
     def spent(self, budget: str, scope_value: str = "") -> Decimal:
         """This process's view of a budget's spend in its current period: the store's figure at
-        the last refresh plus local spend not yet in it (reservations excluded)."""
+        the last refresh plus local spend not in it yet (reservations excluded)."""
         now = self._rt.now_ns()
         cb = self._compiled_named(budget)
         with self._lock:
@@ -392,14 +492,15 @@ class BudgetManager:
                 return ZERO
             for (idx, key), amount in self._store.items():
                 if idx == cb.index and scope_value_of(key) == scope_value:
-                    return amount
+                    return _dec(amount)
             return ZERO
 
     def reserved_usd(self, budget: str, scope_value: str = "") -> Decimal:
         """Worst cases of this process's calls in flight for a budget."""
         cb = self._compiled_named(budget)
         with self._lock:
-            return sum((i.reserved for (idx, _), i in self._insts.items() if idx == cb.index and i.scope_value == scope_value), ZERO)
+            total = sum(i.reserved for (idx, _), i in self._insts.items() if idx == cb.index and i.scope_value == scope_value)
+        return _dec(total) if total else ZERO
 
     def _compiled_named(self, budget: str) -> CompiledBudget:
         for cb in self.compiled:
@@ -410,7 +511,7 @@ class BudgetManager:
     def _window_key(self, cb: CompiledBudget, now: int) -> int:
         return window(cb.budget.period, cb.budget.timezone, now).key if cb.budget.period in CALENDAR else 0
 
-    # -- thresholds and events ---------------------------------------------------------------------
+    # -- thresholds and events (queued under the lock, delivered by the background thread) -------
 
     def _period_start_ns(self, inst: _Inst, now: int) -> int:
         p = inst.cb.budget.period
@@ -418,9 +519,20 @@ class BudgetManager:
             return now - ROLLING[p]
         return inst.window_key if p in CALENDAR else 0
 
-    def _event(self, inst: _Inst, kind: str, now: int, *, threshold: float | None = None, estimated: Decimal | None = None,
-               spent: Decimal | None = None, model: str | None = None, message: str, eid: str | None = None,
-               alert: bool = True) -> None:
+    def _event(
+        self,
+        inst: _Inst,
+        kind: str,
+        now: int,
+        *,
+        message: str,
+        threshold: float | None = None,
+        estimated: Decimal | None = None,
+        spent: Decimal | None = None,
+        model: str | None = None,
+        eid: str | None = None,
+        alert: bool = True,
+    ) -> None:
         cb = inst.cb
         ev = BudgetEvent(
             timestamp=datetime.fromtimestamp(now / NS, tz=timezone.utc),
@@ -441,13 +553,15 @@ class BudgetManager:
         self._events.append((cb, ev))
         self._wake.set()
 
-    def _label(self, inst: _Inst) -> str:
+    @staticmethod
+    def _label(inst: _Inst) -> str:
         return f"{inst.cb.budget.name!r}" + (f" [{inst.scope_value}]" if inst.scope_value else "")
 
     def _fire_thresholds(self, inst: _Inst, now: int) -> None:
         cb = inst.cb
-        spent = inst.spent
-        while inst.next_i < len(cb.thresholds) and spent >= cb.thresholds[inst.next_i][1]:
+        spent_n = inst.store + inst.local_sum
+        spent = _dec(spent_n)
+        while inst.next_i < len(cb.thresholds) and spent_n >= cb.thresholds_n[inst.next_i]:
             t = cb.thresholds[inst.next_i][0]
             inst.next_i += 1
             self._event(
@@ -460,9 +574,10 @@ class BudgetManager:
                 f"(${_usd(spent)} spent this {cb.budget.period})",
                 eid=alerts.event_id(cb.budget.name, inst.scope_value, WARN, t, self._period_start_ns(inst, now)),
             )
+        inst.arm()
 
     def _seeded_next(self, inst: _Inst) -> int:
-        """Thresholds another process (or an earlier run) already alerted this period."""
+        """How many thresholds another process (or an earlier run) already alerted this period."""
         cb = inst.cb
         if cb.budget.period in ROLLING or not self._fired_store:
             return 0
@@ -473,12 +588,14 @@ class BudgetManager:
                 n = i + 1
         return n
 
-    def _queue_block(self, inst: _Inst, amount: Decimal, committed: Decimal, model: str | None, now: int) -> None:
+    def _queue_block(self, inst: _Inst, amount_n: int, committed_n: int, model: str | None, now: int) -> None:
+        # every refusal is a row; alerts: once per period (hourly for rolling/total budgets)
         cb = inst.cb
         last = inst.block_alerted_at
         alert = last is None or (cb.budget.period not in CALENDAR and now - last >= _BLOCK_REALERT_NS)
         if alert:
             inst.block_alerted_at = now
+        amount, committed = _dec(amount_n), _dec(committed_n)
         self._event(
             inst,
             BLOCK,
@@ -499,8 +616,8 @@ class BudgetManager:
             UNPRICED,
             now,
             model=model,
-            message=f"budget {self._label(inst)}: model {model or '(unknown)'!r} has no price; the call was {what}; "
-            "add a price override to count it",
+            message=f"budget {self._label(inst)}: model {model or '(unknown)'!r} has no price; the call was "
+            f"{what}; add a price override to count it",
         )
 
     def _note_period(self, cb: CompiledBudget, w: Window, now: int) -> None:
@@ -512,13 +629,13 @@ class BudgetManager:
         probe = _Inst(cb, ())
         probe.window_key = w.key
         probe.scope_value = "*" if cb.star else ""
+        tz = _zone(cb.budget.timezone)
         self._event(
             probe,
             RESET,
             now,
             spent=ZERO,
-            message=f"budget {cb.budget.name!r}: a new {cb.budget.period} started "
-            f"({w.start.astimezone(_tz(cb)).isoformat()})",
+            message=f"budget {cb.budget.name!r}: a new {cb.budget.period} started ({w.start.astimezone(tz).isoformat()})",
             eid=alerts.event_id(cb.budget.name, RESET, w.key),
         )
 
@@ -527,20 +644,28 @@ class BudgetManager:
         with self._lock:
             for cb in self.compiled:
                 prev = self._periods.get(cb.index)
-                if prev is not None and not (prev.start_ns <= now < (prev.end_ns or _MAX)):
+                if prev is not None and not prev.start_ns <= now < (prev.end_ns or _MAX):
                     self._note_period(cb, window(cb.budget.period, cb.budget.timezone, now), now)
 
     # -- background: refresh and delivery ----------------------------------------------------------
 
     def _wait_ready(self) -> None:
         if not self._ready_event.wait(self.initial_wait):
-            logger.warning("tokentrail: budget spend not loaded from the store after %.0fs; enforcing with this process's spend only", self.initial_wait)
+            logger.warning(
+                "tokentrail: budget spend not loaded from the store after %.0fs; enforcing with this process's spend only",
+                self.initial_wait,
+            )
         self._ready = True
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
+        global _embedded_opened
         from ..store import open_store
 
+        if self._no_store:
+            raise RuntimeError("this process was forked after the embedded store was opened (chdb does not survive fork)")
+        if self.settings.embedded:
+            _embedded_opened = True
         with open_store(self.settings, lock_timeout=self.lock_timeout) as store:
             yield store.client
 
@@ -550,7 +675,7 @@ class BudgetManager:
             with self._lock:
                 epoch = self._epoch
                 self._epoch += 1
-                pending = any(i.local for i in self._insts.values())
+                pending = any(i.local_sum for i in self._insts.values())
             if pending and self.settle_grace > 0:
                 time.sleep(self.settle_grace)
             try:
@@ -568,26 +693,26 @@ class BudgetManager:
                 return False
             self._refresh_failed = False
             with self._lock:
-                self._store = {k: s.spent_usd for k, s in spend.items()}
+                self._store = {k: _nanos(s.spent_usd) for k, s in spend.items()}
                 self._store_windows = {cb.index: w.key for cb, w in items}
                 self._fired_store = fired
                 for (idx, key), inst in self._insts.items():
                     if inst.window_key != items[idx][1].key:
-                        continue  # its period ended; the next call rolls it over
-                    inst.store = self._store.get((idx, key), ZERO)
-                    if inst.local:
-                        for e in [e for e in inst.local if e <= epoch]:
-                            del inst.local[e]
-                        inst.local_sum = sum(inst.local.values(), ZERO)
+                        continue  # its period ended (or never started): the next call rolls it
+                    before = inst.store + inst.local_sum
+                    inst.store = self._store.get((idx, key), 0)
+                    inst.drop_local(epoch)
+                    inst.headroom += before - inst.store - inst.local_sum  # reservations stay
                     cb = inst.cb
+                    spent_n = inst.store + inst.local_sum
                     if cb.budget.period in ROLLING:
-                        # rolling windows have no period: a threshold re-arms when spend falls below it
-                        spent = inst.spent
-                        while inst.next_i > 0 and spent < cb.thresholds[inst.next_i - 1][1]:
+                        # no period to reset: a threshold re-arms when spend falls back below it
+                        while inst.next_i > 0 and spent_n < cb.thresholds_n[inst.next_i - 1]:
                             inst.next_i -= 1
                     else:
                         inst.next_i = max(inst.next_i, self._seeded_next(inst))
-                    if inst.next_i < len(cb.thresholds) and inst.spent >= cb.thresholds[inst.next_i][1]:
+                    inst.arm()
+                    if inst.local_sum >= inst.warn_local:
                         self._fire_thresholds(inst, now)
                 self.refreshes += 1
                 self.last_refresh_ns = now
@@ -614,7 +739,7 @@ class BudgetManager:
                 logger.exception("tokentrail: budget thread error")
 
     def _drain(self) -> int:
-        """Deliver queued events: the store (via the exporter), logging, callables, webhooks."""
+        """Deliver queued events: the store (through the exporter), logging, callables, webhooks."""
         with self._drain_lock:
             with self._lock:
                 events, self._events = self._events, []
@@ -634,8 +759,8 @@ class BudgetManager:
             return len(events)
 
     def flush(self) -> None:
-        """Deliver every queued event now (rows reach the spool / server before this returns;
-        webhooks are queued on their own thread)."""
+        """Deliver every queued event now: rows reach the spool (or the server) before this
+        returns; webhooks are queued on their own thread."""
         self._check_periods()
         self._drain()
 
@@ -652,7 +777,16 @@ class BudgetManager:
         return self._webhooks
 
 
-def _tz(cb: CompiledBudget) -> Any:
-    from .periods import _zone
+def _fork_hook(ref: weakref.ReferenceType[BudgetManager]) -> Callable[[], None]:
+    def hook() -> None:
+        manager = ref()
+        if manager is not None:
+            manager._after_fork()
 
-    return _zone(cb.budget.timezone)
+    return hook
+
+
+def _zone(name: str) -> Any:
+    from .periods import _zone as zone
+
+    return zone(name)

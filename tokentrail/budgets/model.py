@@ -11,7 +11,7 @@ import math
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
@@ -244,6 +244,9 @@ class CompiledBudget:
     thresholds: tuple[tuple[float, Decimal], ...]
     fixed: tuple[tuple[str, str], ...]
     star: tuple[str, ...]
+    # the limit and the threshold amounts in nano-dollars (the manager's integer money)
+    limit_n: int = 0
+    thresholds_n: tuple[int, ...] = ()
 
     def keys(self, a: Attribution) -> list[tuple[str, ...]]:
         for f, v in self.fixed:
@@ -279,6 +282,7 @@ def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_
     limit = b.limit
     fractions = sorted({*b.warn_at, 1.0})  # reaching the limit always alerts
     thresholds = tuple((t, limit * Decimal(str(t))) for t in fractions)
+    nano = Decimal("1e9")
     return CompiledBudget(
         index=index,
         budget=b,
@@ -289,4 +293,7 @@ def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_
         thresholds=thresholds,
         fixed=tuple((k, v) for k, v in b.scope.items() if v != WILDCARD),
         star=tuple(k for k, v in b.scope.items() if v == WILDCARD),
+        # a threshold fires once spend reaches it: round its amount up to a whole nano-dollar
+        limit_n=int((limit * nano).to_integral_value(rounding=ROUND_FLOOR)),
+        thresholds_n=tuple(int((amount * nano).to_integral_value(rounding=ROUND_CEILING)) for _, amount in thresholds),
     )

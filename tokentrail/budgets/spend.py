@@ -1,7 +1,8 @@
 """What the store says each budget has spent in its current window: one SQL query for all budgets.
 
-Spend is `sum(cost_usd)` over `tokentrail.spans` (the figure the dashboard and `tokentrail sql`
-give for the same question); unpriced calls have a NULL cost and add nothing.
+Spend is `sum(cost_usd)` over the model-call spans of `tokentrail.spans`, as in
+`tokentrail.queries` (so the dashboard, `tokentrail report` and SQL give the same figure);
+unpriced calls have a NULL cost and add nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from ..queries import MODEL_OPERATIONS
 from ..store import DATABASE
 from .model import CompiledBudget
 from .periods import Window
@@ -19,6 +21,7 @@ from .periods import Window
 __all__ = ["Spend", "fetch_fired", "fetch_spend", "spend_sql"]
 
 _NS_PER_US = 1000
+_MODEL_CALLS = f"operation IN ({', '.join(repr(op) for op in MODEL_OPERATIONS)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ def _ts(ns: int) -> str:
 
 def scope_sql(cb: CompiledBudget, w: Window) -> tuple[str, str]:
     """(WHERE conditions, scope key expression) selecting a budget's spans in window `w`."""
-    conds = ["cost_usd IS NOT NULL"]
+    conds = [_MODEL_CALLS, "cost_usd IS NOT NULL"]
     if w.start_ns > 0:
         conds.append(f"timestamp >= {_ts(w.start_ns)}")
     if w.end_ns is not None:

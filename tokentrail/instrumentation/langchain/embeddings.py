@@ -31,7 +31,7 @@ from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...usage import Usage
 from .. import common
-from .otel_context import current_run_attribution
+from .otel_context import current_run_attribution, live_current
 
 __all__ = ["EmbeddingCall", "patch_embeddings", "unpatch_embeddings"]
 
@@ -79,7 +79,11 @@ class EmbeddingCall:
         )
         self.start_ns = rt.now_ns()
         self.span: Span = rt.tracer.start_span(
-            common.span_name(sc.OP_EMBEDDINGS, self.model), kind=SpanKind.CLIENT, attributes=attrs, start_time=self.start_ns
+            common.span_name(sc.OP_EMBEDDINGS, self.model),
+            context=live_current(),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=self.start_ns,
         )
         if rt.budgets is not None:
             try:

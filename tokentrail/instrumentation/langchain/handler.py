@@ -9,13 +9,16 @@ Hot path (chain spans): a handful of attributes, no copies of inputs or outputs,
 attribution attributes. Model spans add usage and cost when the run ends.
 
 Every span ends: on the run's end or error callback, or, when that never comes (an abandoned
-stream finalised out of order), when its root run ends.
+stream finalised out of order, a model call cancelled inside agenerate), when its root run
+ends; if the root failed with an exception, its open runs get `orphan_grace_s` to end by
+themselves first (sibling branches of asyncio.gather run on after the first error).
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -80,6 +83,17 @@ def _guard(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _Failure:
+    """What a deferred sweep keeps of a root's exception: its type and message, not the
+    exception itself (whose traceback would keep the failed call's frames alive)."""
+
+    __slots__ = ("message", "type_name")
+
+    def __init__(self, error: BaseException) -> None:
+        self.type_name = type(error).__qualname__
+        self.message = str(error)[:500]
+
+
 class _Run:
     """One open LangChain run. `span` is None for runs we pass through (hidden runs).
 
@@ -106,6 +120,7 @@ class _Run:
     pieces: list[str] | None = None
     reservation: Any = None
     retries = 0
+    batch: tuple[int, UUID | None] | None = None  # (thread, parent run) of a multi-prompt call
 
     def __init__(self, run_id: UUID, rt: runtime.Tokentrail) -> None:
         self.run_id = run_id
@@ -125,26 +140,6 @@ def _classify_chain(name: str, node: str | None, langgraph: bool) -> tuple[str, 
     if agent:  # AgentExecutor and friends
         return sc.OP_INVOKE_AGENT, f"invoke_agent {name}"
     return sc.OP_CHAIN, name
-
-
-# run metadata keys that carry attribution (see context.from_langchain)
-_ATTRIBUTION_KEYS = frozenset(
-    [f for f in attribution_context.FIELDS if f != "tags"]
-    + [f"tokentrail_{f}" for f in attribution_context.FIELDS if f != "tags"]
-    + ["langfuse_user_id", "langfuse_session_id", "thread_id", "conversation_id"]
-)
-
-
-def _may_attribute(metadata: Mapping[str, Any] | None, tags: Sequence[str] | None) -> bool:
-    """Cheap test before context.from_langchain: most runs carry only LangChain's own
-    metadata (ls_*) and sequence tags (seq:step:N)."""
-    if metadata and not _ATTRIBUTION_KEYS.isdisjoint(metadata):
-        return True
-    if tags:
-        for t in tags:
-            if not t.startswith("seq:step:"):
-                return True
-    return False
 
 
 def _serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
@@ -175,6 +170,10 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
     raise_error = True
     # called inline in the caller's task/thread: that is where the OTel context must change
     run_inline = True
+    # runs still open when their root failed with an exception get this long to end by
+    # themselves (asyncio.gather raises the first error while the other branches run on: their
+    # calls are real and billed)
+    orphan_grace_s = 300.0
 
     def __init__(self, **attribution: Any) -> None:
         super().__init__()
@@ -183,6 +182,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._base: tuple[Attribution, runtime.Tokentrail, Attribution] | None = None
         self._attr_cache: dict[Attribution, dict[str, Any]] = {}
+        self._deferred: list[tuple[float, _Run, _Failure]] = []
         async_context.install(_release_context)
 
     def __repr__(self) -> str:
@@ -224,6 +224,8 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         another tokentrail handler records this run."""
         if _CLAIMS.setdefault(run_id, self) is not self:
             return None
+        if self._deferred:
+            self._sweep_expired()
         ctxs.heal()
         rt = runtime.get()
         run = _Run(run_id, rt)
@@ -239,7 +241,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             parent_ctx = ctxs.effective_parent()
             attribution = self._root_attribution(rt)
             attrs = None
-        if _may_attribute(metadata, tags):
+        if metadata or tags:
             from_run = attribution_context.from_langchain(metadata, tags)
             if from_run is not EMPTY:
                 merged = attribution.merged(from_run)
@@ -247,6 +249,9 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                     attribution, attrs = merged, None
         run.attribution = attribution
         run.attrs = attrs if attrs is not None else self._attribution_attrs(attribution)
+        # registered before its span exists: should anything below fail, the run's end
+        # callback still finds it and ends whatever was started
+        self._register(run)
         return run, parent_ctx
 
     def _register(self, run: _Run) -> None:
@@ -258,13 +263,21 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                     root.children = {}
                 root.children[run.run_id] = run
 
+    def _unregister(self, run: _Run) -> None:
+        self._runs.pop(run.run_id, None)
+        _CLAIMS.pop(run.run_id, None)
+        root = run.root
+        if root is not None:
+            with self._lock:
+                if root.children is not None:
+                    root.children.pop(run.run_id, None)
+
     def _activate(self, run: _Run, parent_ctx: Context | None) -> None:
-        """Register the run and make its span the current context."""
+        """Make the run's span the current context."""
         assert run.span is not None
         base = parent_ctx if parent_ctx is not None else otel_context.get_current()
         run.ctx = ctxs.context_for(run.span, base, root=run.root is None, attribution=run.attribution)
         run.token = ctxs.attach(run.ctx)
-        self._register(run)
 
     def _start_span(
         self,
@@ -285,12 +298,15 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         run.span = span
         return span
 
-    def _close(self, run: _Run, error: BaseException | None = None, *, abandoned: bool = False) -> None:
+    def _close(self, run: _Run, error: BaseException | _Failure | None = None, *, abandoned: bool = False) -> None:
         """End the run's span (status from error), take its context off, forget the run."""
         _CLAIMS.pop(run.run_id, None)
         span = run.span
         if span is not None:
-            if error is not None and not isinstance(error, GeneratorExit) and not extract.is_control_flow(error):
+            if isinstance(error, _Failure):
+                span.set_attribute(sc.ERROR_TYPE, error.type_name)
+                span.set_status(Status(StatusCode.ERROR, error.message))
+            elif error is not None and not isinstance(error, GeneratorExit) and not extract.is_control_flow(error):
                 if run.child_error == id(error):
                     # the same exception passing up from a child: its traceback is on the
                     # child's span already (formatting it costs ~1 ms a span)
@@ -300,8 +316,9 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                     common.record_error(span, error)
                 if run.parent is not None:
                     run.parent.child_error = id(error)
-            elif abandoned or isinstance(error, GeneratorExit):
-                # the caller stopped reading a stream: not an error, but the span says so
+            if abandoned or isinstance(error, GeneratorExit):
+                # the caller stopped reading a stream (not an error in itself), or the run's
+                # end never came and it ends with its root
                 span.set_attribute(ABANDONED, True)
             if run.retries:
                 span.set_attribute(RETRIES, run.retries)
@@ -315,11 +332,29 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                 if root.children is not None:
                     root.children.pop(run.run_id, None)
         elif run.children:
-            self._sweep(run, error)
+            # an ordinary exception may leave sibling branches running (asyncio.gather);
+            # success, an abandoned stream or a cancellation leaves nothing that will end itself
+            # (langchain-core sends no end callback to a model run cancelled inside agenerate)
+            if error is None or not isinstance(error, Exception) or self.orphan_grace_s <= 0:
+                self._sweep(run, error)
+            else:
+                with self._lock:
+                    self._deferred.append((time.monotonic() + self.orphan_grace_s, run, _Failure(error)))
 
-    def _sweep(self, root: _Run, error: BaseException | None) -> None:
+    def _sweep_expired(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [d for d in self._deferred if d[0] <= now]
+            if not due:
+                return
+            self._deferred = [d for d in self._deferred if d[0] > now]
+        for _, root, error in due:
+            self._sweep(root, error)
+
+    def _sweep(self, root: _Run, error: BaseException | _Failure | None) -> None:
         """End runs still open when their root ended (their end callback never came, or comes
-        after the root's, as with a stream abandoned half way)."""
+        after the root's, as with a stream abandoned half way). A root that failed gives them
+        orphan_grace_s first (see _close)."""
         with self._lock:
             orphans = list((root.children or {}).values())
             root.children = None
@@ -351,7 +386,6 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         if tags and "langsmith:hidden" in tags:
             # framework plumbing (LangGraph channel writes...): no span, children pass through
             run.ctx = parent_ctx
-            self._register(run)
             return
         name = kwargs.get("name") or _serialized_name(serialized) or "chain"
         if metadata:
@@ -514,6 +548,8 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             params = None
         model = extract.request_model(params, metadata)
         ls_provider = metadata.get("ls_provider") if metadata else None
+        if ls_provider is None and params is not None:
+            ls_provider = params.get("ls_provider")
         provider = infer_provider(
             model,
             class_name=extract.class_name(serialized, params),
@@ -522,6 +558,9 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         run.model_call = True
         run.model, run.provider = model, provider
         run.messages, run.prompts = messages, prompts
+        batch_size = kwargs.get("batch_size")
+        if isinstance(batch_size, int) and batch_size > 1:
+            run.batch = (threading.get_ident(), parent_run_id)
         extra: dict[str, Any] = {sc.GEN_AI_PROVIDER_NAME: provider}
         if model:
             extra[sc.GEN_AI_REQUEST_MODEL] = model
@@ -548,11 +587,23 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             except BaseException as e:
                 # blocked (or the budget check failed): the model is not called, LangChain
                 # sends no end callback for this run, so its span ends here
-                _CLAIMS.pop(run_id, None)
+                self._unregister(run)
                 common.record_error(span, e)
                 span.end(end_time=rt.now_ns())
+                if run.batch is not None:
+                    self._abort_batch(run.batch, e)
                 raise
         self._activate(run, parent_ctx)
+
+    def _abort_batch(self, batch: tuple[int, UUID | None], error: BaseException) -> None:
+        """A multi-prompt generate() starts every prompt's run before calling the model; when
+        one is blocked, LangChain abandons the call and ends none of the others: end them."""
+        for run in list(self._runs.values()):
+            if run.batch == batch and not run.first_token_ns and self._runs.pop(run.run_id, None) is not None:
+                if run.reservation is not None:
+                    common.budget_release(run.rt, run.reservation)
+                    run.reservation = None
+                self._close(run, error)
 
     @staticmethod
     def _prompt_tokens(run: _Run) -> int:
@@ -589,7 +640,9 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             self._settle_model(run, kwargs.get("response"), error)
         self._close(run, error)
 
-    def _settle_model(self, run: _Run, response: Any, error: BaseException | None, *, abandoned: bool = False) -> None:
+    def _settle_model(
+        self, run: _Run, response: Any, error: BaseException | _Failure | None, *, abandoned: bool = False
+    ) -> None:
         """Usage, cost and budget settlement of a model run that is ending."""
         rt, span = run.rt, run.span
         assert span is not None
@@ -634,7 +687,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                 common.budget_settle(rt, run.reservation, cost)
             run.reservation = None
 
-    def _usage(self, run: _Run, response: Any, error: BaseException | None, abandoned: bool) -> Usage | None:
+    def _usage(self, run: _Run, response: Any, error: BaseException | _Failure | None, abandoned: bool) -> Usage | None:
         usage = from_langchain_result(response) if response is not None else None
         if usage is not None and not usage.is_empty:
             return usage

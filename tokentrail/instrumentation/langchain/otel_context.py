@@ -116,6 +116,17 @@ def heal() -> None:
             return
 
 
+def live_current() -> Context:
+    """The current context, less contexts of ours whose span has ended."""
+    cur = otel_context.get_current()
+    for _ in range(10_000):
+        link = _link(cur)
+        if link is None or not _ended(link.span):
+            break
+        cur = link.prev
+    return cur
+
+
 def effective_parent() -> Context:
     """The context a run without a known parent starts in: the current one, less our ended
     spans and our root runs' spans."""

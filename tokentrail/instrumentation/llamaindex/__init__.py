@@ -17,12 +17,20 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from ._handler import (
-    Errors,
-    TokentrailEventHandler,
-    TokentrailSpanHandler,
-    pending_block,
-)
+try:
+    from ._handler import (
+        Errors,
+        TokentrailEventHandler,
+        TokentrailSpanHandler,
+        pending_block,
+    )
+except ImportError as e:  # pragma: no cover - depends on what is installed
+    if e.name and e.name.startswith("llama_index"):
+        raise ImportError(
+            "tokentrail's LlamaIndex instrumentation needs llama-index-core: pip install 'tokentrail[llamaindex]'",
+            name=e.name,
+        ) from e
+    raise
 
 __all__ = [
     "LlamaIndexInstrumentation",

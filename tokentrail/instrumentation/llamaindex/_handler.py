@@ -49,6 +49,7 @@ from ...tokens import count_tokens
 from ...usage import Usage, from_mapping
 from .. import common
 from . import _classify as cl
+from . import _content as ct
 from . import _usage as lu
 
 logger = logging.getLogger("tokentrail")
@@ -120,6 +121,8 @@ class _Span:
         "instance_id",
         "attribution",
         "current",
+        "capture",
+        "chain_name",
         "start_ns",
         # model and embedding calls
         "model",
@@ -305,6 +308,9 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         if kind.kind == cl.K_SKIP or (instance_id and parent is not None and parent.instance_id == instance_id):
             return _Alias(parent, instance_id)
 
+        if kind.kind == cl.K_LLM and parent is not None and parent.kind == cl.K_LLM:
+            self._demote(parent)
+
         rt = tt_runtime.get()
         s = _Span()
         s.id = id_
@@ -312,6 +318,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         s.kind = kind.kind
         s.operation = kind.operation
         s.instance_id = instance_id
+        s.capture = rt.settings.capture_content
         # a child inherits its parent's attribution: a lazy generator or a thread may run the
         # child outside the caller's `attributes` block; an inner block still wins
         current = tt_context.current()
@@ -325,6 +332,8 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
 
         name: str
         extra: dict[str, Any] | None = None
+        if kind.kind == cl.K_LLM:
+            s.chain_name = f"{cls_name}.{method}"
         if kind.kind in (cl.K_LLM, cl.K_EMBEDDING):
             s.model = _model_of(instance)
             s.provider = _provider(s.model, instance)
@@ -338,10 +347,16 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
             name = common.span_name(kind.operation, s.model)
         elif kind.kind == cl.K_RETRIEVER:
             name = common.span_name(kind.operation, cls_name)
+            if s.capture:
+                query = ct.query_messages(bound_args.arguments)
+                if query is not None:
+                    extra = {sc.GEN_AI_INPUT_MESSAGES: query}
         elif kind.kind == cl.K_TOOL:
             tool_name = _tool_name(instance) or cls_name
             name = common.span_name(kind.operation, tool_name)
             extra = {sc.GEN_AI_TOOL_NAME: tool_name}
+            if s.capture:
+                extra[ct.TOOL_ARGUMENTS] = ct.tool_arguments(bound_args.arguments)
         elif kind.kind == cl.K_AGENT:
             agent_name = getattr(instance, "name", None) or cls_name
             name = common.span_name(kind.operation, str(agent_name))
@@ -372,6 +387,17 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         s.ctx = trace.set_span_in_context(s.otel)
         s.token = otel_context.attach(s.ctx)
         return s
+
+    def _demote(self, s: _Span) -> None:
+        """A model span with a model call inside is a wrapper (StructuredLLM, a router LLM,
+        a user's LLM delegating to another): the inner call carries the usage, so the wrapper
+        becomes a chain span that bills nothing and holds no budget reservation."""
+        s.kind = cl.K_CHAIN
+        s.operation = sc.OP_CHAIN
+        s.otel.set_attribute(sc.GEN_AI_OPERATION_NAME, sc.OP_CHAIN)
+        s.otel.update_name(s.chain_name)
+        common.budget_release(s.rt, s.reservation)
+        s.reservation = None
 
     def prepare_to_exit_span(
         self,
@@ -413,6 +439,8 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         elif kind == cl.K_EMBEDDING:
             self._finish_embedding(s)
         elif result is not None:
+            if kind == cl.K_TOOL and s.capture:
+                s.otel.set_attribute(ct.TOOL_RESULT, ct.tool_result(result))
             self._maybe_remember_generator(s, result)
         self._end(s)
 
@@ -531,6 +559,8 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
             return  # a nested call of the same LLM (chat -> complete): one call, counted once
         s.messages = messages
         s.prompt = prompt
+        if s.capture:
+            s.otel.set_attribute(sc.GEN_AI_INPUT_MESSAGES, ct.input_messages(messages, prompt))
         if s.model is None and isinstance(model_dict, dict):
             m = model_dict.get("model") or model_dict.get("model_name")
             if isinstance(m, str) and m and m != "unknown":
@@ -618,6 +648,8 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         )
         if s.first_token_ns is not None:
             s.otel.set_attribute(sc.TIME_TO_FIRST_TOKEN_MS, (s.first_token_ns - s.start_ns) / 1e6)
+        if s.capture and response is not None:
+            s.otel.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, ct.output_messages(response))
         s.usage = usage
         common.budget_settle(s.rt, s.reservation, cost)
         s.reservation = None
