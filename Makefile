@@ -30,7 +30,11 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check tokentrail tests bench examples
 
-bench: install-dev
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[bench]'
+	touch $@ $(VENV)/.installed-dev $(VENV)/.installed-all
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/budget_check.py
 	$(BIN)/python bench/dashboard_queries.py

@@ -152,3 +152,8 @@ def span_id(span: Any) -> str:
 
 def parent_id(span: Any) -> str:
     return format(span.parent.span_id, "016x") if span.parent else ""
+
+
+def no_context_left() -> bool:
+    """True when no span is current in this thread's OTel context (nothing leaked by a test)."""
+    return trace.get_current_span() is trace.INVALID_SPAN

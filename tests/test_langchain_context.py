@@ -12,7 +12,7 @@ import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableParallel
-from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
+from langchain_fakes import UsageChatModel, configure_memory, no_context_left, parent_id, span_id
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -32,6 +32,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     yield rt, exporter
     rt.shutdown()
     runtime._default = None
+    assert no_context_left(), "a span of ours is still the current OTel context"
 
 
 def _assert_model_spans_current_inside(model: UsageChatModel, exporter: Any) -> None:
@@ -256,8 +257,11 @@ def test_a_failed_roots_open_runs_get_a_grace_period(mem: Any) -> None:
     assert handler.open_runs == 1  # may still end by itself
     handler.orphan_grace_s = 0.0
     handler._deferred = [(0.0, r, f) for _, r, f in handler._deferred]  # the grace period is over
-    handler.on_chain_start(None, {}, run_id=uuid4(), name="next")  # sweeps are checked as runs start
+    following = uuid4()
+    handler.on_chain_start(None, {}, run_id=following, name="next")  # sweeps are checked as runs start
     assert handler.open_runs == 1  # only "next"
+    handler.on_chain_end({}, run_id=following)
+    assert rt.open_spans == 0 and trace.get_current_span() is trace.INVALID_SPAN
     (late,) = [s for s in exporter.get_finished_spans() if s.name == "still running"]
     assert late.attributes[sc.ERROR_TYPE] == "ValueError" and late.attributes["tokentrail.abandoned"] is True
     assert late.status.description == "first branch failed"

@@ -18,7 +18,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
-from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
+from langchain_fakes import UsageChatModel, configure_memory, no_context_left, parent_id, span_id
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tokentrail
@@ -35,6 +35,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     yield rt, exporter
     rt.shutdown()
     runtime._default = None
+    assert no_context_left(), "a span of ours is still the current OTel context"
 
 
 def _by_name(spans: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
+from langchain_fakes import UsageChatModel, configure_memory, no_context_left, parent_id, span_id
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tokentrail
@@ -31,6 +31,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     yield rt, exporter
     rt.shutdown()
     runtime._default = None
+    assert no_context_left(), "a span of ours is still the current OTel context"
     assert not is_instrumented()  # every test undoes what it did
 
 

@@ -14,7 +14,7 @@ from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import HumanMessage
-from langchain_fakes import configure_memory
+from langchain_fakes import configure_memory, no_context_left
 from langchain_openai import ChatOpenAI, OpenAI, OpenAIEmbeddings
 from mock_providers import Reply, anthropic_server, openai_error, openai_server
 from opentelemetry.trace import StatusCode
@@ -30,6 +30,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     yield rt, exporter
     rt.shutdown()
     runtime._default = None
+    assert no_context_left(), "a span of ours is still the current OTel context"
 
 
 def _price(model: str, provider: str, start_ns: int, **usage: int) -> Any:

@@ -667,7 +667,6 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
             return
         s.depth = 1  # reserve once per span, for every text it was given
         texts = _texts_of(s.texts)
-        s.reservation = None
         try:
             s.reservation = common.budget_reserve(
                 rt,
