@@ -185,8 +185,8 @@ def test_url_filters_drive_every_figure_and_follow_the_widgets(filled: runtime.T
 
 
 def test_breakdown_by_any_field_equals_sql(filled: runtime.Tokentrail) -> None:
-    at = app(by="feature", range="all").run()
-    at.switch_page("views/breakdown.py").run()
+    # a shared link opens straight on its page, with the page's own parameter
+    at = app(by="feature", range="all").switch_page("views/breakdown.py").run()
     assert_clean(at)
     frame = at.dataframe[0].value
     expected = sql(
@@ -230,8 +230,7 @@ def test_traces_page_shows_the_most_expensive_trace_and_its_tree(filled: runtime
     assert metrics(at)["Trace cost"] == fmt.usd(top[0][1])
     # a linked trace opens directly
     other = top[2][0]
-    at2 = app(range="all", trace=other).run()
-    at2.switch_page("views/traces.py").run()
+    at2 = app(range="all", trace=other).switch_page("views/traces.py").run()
     assert at2.selectbox(key="tt_trace").value == other
     assert metrics(at2)["Trace cost"] == fmt.usd(top[2][1])
 
@@ -243,8 +242,7 @@ def _per_call(rt: runtime.Tokentrail, where: str) -> list[dict[str, Any]]:
 
 
 def test_efficiency_figures(filled: runtime.Tokentrail) -> None:
-    at = app(range="all", whatif="anthropic/claude-3-5-haiku-latest").run()
-    at.switch_page("views/efficiency.py").run()
+    at = app(range="all", whatif="anthropic/claude-3-5-haiku-latest").switch_page("views/efficiency.py").run()
     assert_clean(at)
     m = metrics(at)
     prices = PriceBook()

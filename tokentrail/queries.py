@@ -599,45 +599,52 @@ class TraceSummary:
 
 
 def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50, now: datetime | None = None) -> list[TraceSummary]:
-    """The most expensive traces: their matching model calls' cost, tokens and errors; then the
-    root span's name, span count and wall time of each (one lookup by trace id)."""
+    """The most expensive traces: their matching model calls' cost, tokens and errors, with the
+    root span's name, the span count and the wall time of each.
+
+    Two steps, because grouping a month of spans by trace id is the expensive part: rank the
+    traces on cost alone (the fewest columns), then read everything else for the winners only
+    (trace_id IN ..., found through the trace_id bloom filter)."""
     where = model_calls(filters or Filters(), now=now)
-    rows = store.rows(
-        f"SELECT trace_id, min(timestamp), count(), sum(input_tokens), sum(output_tokens), sum(cost_usd), "
-        f"countIf(status = 'error'), any(user_id), any(feature) FROM {SPANS} WHERE {where.sql} "
-        f"GROUP BY trace_id ORDER BY sum(cost_usd) DESC NULLS LAST, count() DESC, trace_id LIMIT {int(limit)}",
+    ranked = store.rows(
+        f"SELECT trace_id, sum(cost_usd) AS c, count() AS n, min(timestamp) FROM {SPANS} WHERE {where.sql} "
+        f"GROUP BY trace_id ORDER BY c DESC NULLS LAST, n DESC, trace_id LIMIT {int(limit)}",
         where.params,
     )
-    if not rows:
+    if not ranked:
         return []
-    ids = [str(r[0]) for r in rows]
-    first = min(_utc(r[1]) for r in rows)
-    # a trace's spans start within a day of its first model call in practice; the time bound
-    # lets the primary key skip parts, the trace_id bloom filter does the rest
-    shape = {
+    ids = [str(r[0]) for r in ranked]
+    first = min(_utc(r[3]) for r in ranked)
+    # the matching calls (same filters) and the whole trace, in one pass over the winners' spans;
+    # a trace's spans start within a day of its first model call in practice
+    match = f"({where.sql})"
+    details = {
         str(r[0]): r[1:]
         for r in store.rows(
-            f"SELECT trace_id, argMin(name, (parent_span_id != '', timestamp)), count(), "
-            f"dateDiff('microsecond', min(timestamp), max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))) / 1000 "
-            f"FROM {SPANS} WHERE trace_id IN {{ids:Array(String)}} "
-            f"AND timestamp >= {{t0:DateTime64(6, 'UTC')}} - INTERVAL 1 DAY GROUP BY trace_id",
-            {"ids": ids, "t0": first.replace(tzinfo=None)},
+            f"SELECT trace_id, minIf(timestamp, {match}), countIf({match}), sumIf(input_tokens, {match}), "
+            f"sumIf(output_tokens, {match}), countIf({match} AND status = 'error'), anyIf(user_id, {match}), "
+            f"anyIf(feature, {match}), argMin(name, (parent_span_id != '', timestamp)), count(), "
+            "dateDiff('microsecond', min(timestamp), "
+            "max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))) / 1000 "
+            f"FROM {SPANS} WHERE trace_id IN {{tt_ids:Array(String)}} "
+            "AND timestamp >= {tt_t0:DateTime64(6, 'UTC')} - INTERVAL 1 DAY GROUP BY trace_id",
+            {**where.params, "tt_ids": ids, "tt_t0": first.replace(tzinfo=None)},
         )
     }
     out: list[TraceSummary] = []
-    for r in rows:
-        root, n, dur = shape.get(str(r[0]), ("", 0, 0.0))
+    for trace_id, cost, _, _ in ranked:
+        start, calls, inp, outp, errors, user, feature, root, n, dur = details[str(trace_id)]
         out.append(
             TraceSummary(
-                trace_id=str(r[0]),
-                start=_utc(r[1]),
-                calls=int(r[2]),
-                input_tokens=int(r[3]),
-                output_tokens=int(r[4]),
-                cost_usd=None if r[5] is None else Decimal(r[5]),
-                errors=int(r[6]),
-                user_id=str(r[7]),
-                feature=str(r[8]),
+                trace_id=str(trace_id),
+                start=_utc(start),
+                calls=int(calls),
+                input_tokens=int(inp),
+                output_tokens=int(outp),
+                cost_usd=None if cost is None else Decimal(cost),
+                errors=int(errors),
+                user_id=str(user),
+                feature=str(feature),
                 root_name=str(root),
                 spans=int(n),
                 duration_ms=float(dur or 0.0),

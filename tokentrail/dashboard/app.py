@@ -30,6 +30,7 @@ PAGES = [
     st.Page(VIEWS / "efficiency.py", title="Efficiency", icon=":material/bolt:", url_path="efficiency"),
     st.Page(VIEWS / "sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
 ]
+PAGE_PARAMS: dict[str, tuple[str, ...]] = {"breakdown": ("by",), "traces": ("trace",), "efficiency": ("whatif",)}
 page = st.navigation(PAGES)
 
 st.sidebar.markdown("**tokentrail** · LLM spend")
@@ -43,6 +44,13 @@ except (data.StoreUnavailable, data.queries.SqlError, ValueError) as e:
     ui.stop_on_error(e)
 st.session_state[ui.VIEW_KEY] = view
 st.sidebar.caption(f"Store: {data.store_key(data.settings())}")
+
+# a page's own URL parameters (Breakdown's by, Traces' trace, ...) leave with the page
+for other, keys in PAGE_PARAMS.items():
+    if other != page.url_path:
+        for key in keys:
+            if key in st.query_params:
+                del st.query_params[key]
 
 if spans == 0 and page.url_path != "sql":
     ui.empty_store()

@@ -45,10 +45,10 @@ from . import otel_context as ctxs
 __all__ = ["FRAMEWORK", "TokentrailCallbackHandler", "langchain_handler"]
 
 FRAMEWORK = "langchain"
-ABANDONED = "tokentrail.abandoned"
-CACHE_SAVED_USD = "tokentrail.cache_hit.saved_usd"
-RETRIES = "tokentrail.retries"
-RETRIEVED_DOCUMENTS = "tokentrail.retrieval.documents"
+ABANDONED = sc.ABANDONED
+CACHE_SAVED_USD = sc.CACHE_HIT_SAVED_USD
+RETRIES = sc.RETRIES
+RETRIEVED_DOCUMENTS = sc.RETRIEVAL_DOCUMENTS
 TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_RESULT = "gen_ai.tool.call.result"
 

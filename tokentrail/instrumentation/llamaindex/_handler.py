@@ -57,9 +57,9 @@ logger = logging.getLogger("tokentrail")
 FRAMEWORK = "llamaindex"
 PROPAGATION_KEY = "tokentrail"
 # the same names as the LangChain integration's
-ABANDONED = "tokentrail.abandoned"
-RETRIEVED_DOCUMENTS = "tokentrail.retrieval.documents"
-INCOMPLETE = "tokentrail.incomplete"
+ABANDONED = sc.ABANDONED
+RETRIEVED_DOCUMENTS = sc.RETRIEVAL_DOCUMENTS
+INCOMPLETE = sc.INCOMPLETE
 
 # A BudgetExceeded raised inside a handler, waiting for the patched Dispatcher.event to raise
 # it in the caller (LlamaIndex swallows exceptions from handlers).
