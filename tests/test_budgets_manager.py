@@ -70,7 +70,6 @@ def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
         rt.clock = clock or Clock()
         made.append(rt)
         assert rt.budgets is not None
-        rt.budgets.settle_grace = 0.0  # single-threaded tests: spans end right after settling
         rt.budgets._ready_event.wait(10)
         return rt
 
@@ -90,8 +89,9 @@ def call(
     out: int = 100,
     on_model: Callable[[], None] | None = None,
 ) -> Decimal | None:
-    """One model call as an integration makes it; returns its cost. Raises BudgetExceeded
-    before `on_model` (the provider) runs when a budget refuses it."""
+    """One model call as the integrations make it (reserve, provider, settle, end the span);
+    returns its cost. Raises BudgetExceeded before `on_model` (the provider) runs when a
+    budget refuses it."""
     span = rt.tracer.start_span(
         f"chat {model}",
         kind=SpanKind.CLIENT,
@@ -108,8 +108,8 @@ def call(
         on_model()
     when = datetime.fromtimestamp(rt.now_ns() / NS, tz=timezone.utc)
     cost = common.record_usage(span, rt.prices, Usage(input_tokens=prompt, output_tokens=out), model=model, provider=None, when=when)
-    span.end(end_time=rt.now_ns())
     common.budget_settle(rt, res, cost)
+    span.end(end_time=rt.now_ns())
     return cost.total_usd
 
 
@@ -360,7 +360,6 @@ def test_rolling_window(make: Any) -> None:
 def test_32_threads_never_exceed_the_limit(make: Any) -> None:
     rt = make(Budget(name="shared", limit_usd=2, period="month"))
     m = mgr(rt)
-    m.settle_grace = 0.1
     settled: list[Decimal] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -479,7 +478,7 @@ def test_dead_webhook_does_not_slow_calls(make: Any) -> None:
                 t = time.perf_counter()
                 rt.flush()
                 assert time.perf_counter() - t < 1.0
-        assert worst < 0.05
+        assert worst < 0.5  # a call never waits for the webhook (it hangs 3 s, times out at 2 s)
         t = time.perf_counter()
         rt.shutdown()  # waits at most 1 s for the webhook thread
         assert time.perf_counter() - t < 3.0
@@ -527,6 +526,20 @@ def test_refresh_keeps_spend_the_store_does_not_hold_yet(make: Any, monkeypatch:
     assert m.spent("b") == Decimal("0.6")
 
 
+def test_spend_settled_without_a_span_end_is_kept_one_refresh_longer(make: Any) -> None:
+    """Direct use of the manager (no span ends after the settle): the spend cannot be matched
+    to a flushed span, so it counts until one refresh after the next (the safe direction)."""
+    rt = make(Budget(name="b", limit_usd=10))
+    m = mgr(rt)
+    r = m.reserve(SHOP, model="m-out", provider=None, prompt_tokens=0, max_output_tokens=100)
+    assert r is not None
+    m.settle(r, Decimal("0.3"))
+    assert m.refresh()
+    assert m.spent("b") == Decimal("0.3")  # no span in the store, still counted
+    assert m.refresh()
+    assert m.spent("b") == 0  # the store is the record: no span, no spend
+
+
 def test_failed_refresh_keeps_local_spend(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     rt = make(Budget(name="b", limit_usd="0.6"))
     m = mgr(rt)
@@ -551,6 +564,9 @@ def test_forked_worker_keeps_enforcing(make: Any) -> None:
     rt = make(Budget(name="b", limit_usd="0.6"))
     m = mgr(rt)
     call(rt)  # $0.30, known to the child too (the parent flushes it)
+    # fork while no exporter thread holds its lock (the exporter's own fork-safety is not
+    # what this test is about)
+    rt.flush()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report through the pipe, never return into pytest
@@ -572,5 +588,5 @@ def test_forked_worker_keeps_enforcing(make: Any) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.read(r, 1000).decode() == "(True, True, True, True)"
     assert os.WEXITSTATUS(status) == 0
-    # the parent is unaffected
-    assert m.refresh() and m.spent("b") == Decimal("0.3")
+    # the parent reads the store as before; the child's call reached it through the spool
+    assert m.refresh() and m.spent("b") == Decimal("0.6")

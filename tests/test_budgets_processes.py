@@ -70,7 +70,7 @@ def test_two_processes_share_a_budget(tt_home: Path, tmp_path: Path) -> None:
     time.sleep(1.5)  # both import and load the budget
     go.touch()
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     calls = [int(out.split()[-1]) for out, _ in outs]
     with open_store(resolve(home=tt_home)) as store:

@@ -362,6 +362,10 @@ def test_password_gate(filled: runtime.Tokentrail, monkeypatch: pytest.MonkeyPat
     assert not at.metric and not at.dataframe and not at.sidebar.children
     assert not at.get("multiselect") and not at.get("selectbox")
     assert [t.label for t in at.text_input] == ["Password"]
+    # a deep link to another page shows the same login form and nothing else
+    deep = app(team="growth").switch_page("views/sql.py").run()
+    assert not deep.text_area and not deep.dataframe and not deep.sidebar.children
+    assert [t.label for t in deep.text_input] == ["Password"]
     at.text_input[0].input("wrong")
     _sign_in(at)
     assert [e.value for e in at.error] == ["Wrong password."]

@@ -55,7 +55,6 @@ def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         rt = tokentrail.configure(home=tt_home, project="shop", budgets=list(budgets))
         made.append(rt)
         assert rt.budgets is not None
-        rt.budgets.settle_grace = 0.0
         rt.budgets._ready_event.wait(10)
         return rt
 

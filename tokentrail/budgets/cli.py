@@ -50,7 +50,10 @@ def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Ta
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for s in statuses:
         tz = timezones.get(s.budget, "UTC")
-        period = s.period if s.period_start is None or s.period_end is None else f"{s.period} from {_when(s.period_start, tz)[:10]}"
+        if s.period_end is not None and s.period_start is not None:
+            period = f"{s.period} from {_when(s.period_start, tz)[:10]}"
+        else:
+            period = "total" if s.period == "total" else f"last {s.period}"
         used = "-" if s.limit_usd == 0 else f"{s.used:.0%}"
         table.add_row(
             s.budget,

@@ -11,12 +11,17 @@ Accounting, per budget and scope value (an "instance": budget "per-user" for "al
 - local: this process's settled spend that the store did not hold at the last refresh.
 - reserved: worst cases of this process's calls in flight.
 
-Double counting rule: each settle is filed under the current refresh *epoch*. A refresh starts
-a new epoch, waits `settle_grace` (0.1 s: an integration ends a call's span right after
-settling it), force-flushes this process's spans into the store, queries, and then drops the
-local spend of the epochs before its own: those spans are in the figure it just read. Spend
-settled after the refresh began stays local and may be in that figure too: counted twice until
-the next refresh, the safe direction. A failed refresh (store down, lock busy) drops nothing.
+Double counting rule: local spend is dropped once the store's figure holds its span, known by
+*epochs*. A settled cost is stamped with the current refresh epoch when its span has been
+handed to the exporter: the manager's span processor runs after the BatchSpanProcessor queued
+the span, and stamps what its thread settled (integrations settle and then end the call's
+span, in one callback). A refresh starts a new epoch, force-flushes this process's spans into
+the store, queries, and drops the local spend stamped with earlier epochs: those spans were
+queued before the flush, so they are in the figure it just read. Spend stamped later stays
+local and may be in that figure too: counted twice until the next refresh, the safe direction.
+Spend still unstamped at a refresh (a settle with no span end after it in its thread) is
+stamped with the new epoch, so it is dropped one refresh later. A failed refresh (store down,
+lock busy) drops nothing.
 
 Several processes see each other's spend only through the store, so together they can
 overshoot a limit by what the *other* processes spend in one refresh interval plus their span
@@ -44,6 +49,8 @@ from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
 from ..context import Attribution
 from ..errors import BudgetExceeded
 from ..errors import format_usd as _usd
@@ -61,7 +68,6 @@ logger = logging.getLogger("tokentrail.budgets")
 
 ZERO = Decimal(0)
 _C = Context(prec=28, rounding=ROUND_HALF_EVEN)  # money math immune to the app's decimal context
-_Q = Decimal("0.000000001")
 _MIN, _MAX = -(2**63), 2**63
 _DAY_NS = 86400 * NS
 _OUT_PROBE = 65536  # output tokens used to measure a model's output price per token
@@ -72,8 +78,6 @@ _BLOCK_REALERT_NS = 3600 * NS  # rolling/total budgets have no period: re-alert 
 _embedded_opened = False
 DEFAULT_REFRESH_SECONDS = 30.0
 REFRESH_ENV = "TOKENTRAIL_BUDGET_REFRESH_SECONDS"
-
-
 _NANO = Decimal("1e9")
 _NONE = 2**62  # "no threshold left": more nano-dollars than any budget holds
 
@@ -100,6 +104,7 @@ class _Inst:
         "hi",
         "window_key",
         "store",
+        "unstamped",
         "older",
         "cur_epoch",
         "cur_local",
@@ -118,7 +123,9 @@ class _Inst:
         self.lo = self.hi = 0  # the period is [lo, hi) in ns; lo=hi=0 until first rolled
         self.window_key = -1
         self.store = 0
-        # local spend by refresh epoch: the current epoch's apart (the hot path adds to it)
+        # local spend not yet stamped with an epoch (its span has not ended yet), and by epoch:
+        # the current epoch's apart from the older ones
+        self.unstamped = 0
         self.older: dict[int, int] = {}
         self.cur_epoch = 0
         self.cur_local = 0
@@ -137,13 +144,14 @@ class _Inst:
     def reserved(self) -> int:
         return self.cb.limit_n - self.store - self.local_sum - self.headroom
 
-    def add_local(self, epoch: int, amount: int) -> None:
+    def stamp(self, epoch: int, amount: int) -> None:
+        """`amount` of unstamped spend had its span queued for export during `epoch`."""
         if self.cur_epoch != epoch:
             if self.cur_local:
                 self.older[self.cur_epoch] = self.older.get(self.cur_epoch, 0) + self.cur_local
             self.cur_epoch, self.cur_local = epoch, 0
         self.cur_local += amount
-        self.local_sum += amount
+        self.unstamped -= amount
 
     def drop_local(self, through_epoch: int) -> None:
         """Forget local spend of epochs <= through_epoch (the store holds it now)."""
@@ -151,7 +159,7 @@ class _Inst:
             self.cur_local = 0
         if self.older:
             self.older = {e: v for e, v in self.older.items() if e > through_epoch}
-        self.local_sum = self.cur_local + sum(self.older.values())
+        self.local_sum = self.unstamped + self.cur_local + sum(self.older.values())
 
     def arm(self) -> None:
         th = self.cb.thresholds_n
@@ -175,6 +183,18 @@ class Reservation:
     def budgets(self) -> list[tuple[str, str]]:
         """(budget name, scope value) of every budget this call counts against."""
         return [(i.cb.budget.name, i.scope_value) for i, _, _ in self.items]
+
+
+class _StampOnEnd(SpanProcessor):
+    """Added after the BatchSpanProcessor: when it runs, the ended span is in the export queue."""
+
+    def __init__(self, manager: BudgetManager) -> None:
+        self._manager = weakref.ref(manager)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        manager = self._manager()
+        if manager is not None and manager._unstamped:
+            manager._span_ended()
 
 
 class _Matcher:
@@ -223,7 +243,6 @@ class BudgetManager:
         rt: Any,
         *,
         refresh_interval: float | None = None,
-        settle_grace: float = 0.1,
         initial_wait: float = 10.0,
         lock_timeout: float = 10.0,
         start: bool = True,
@@ -238,7 +257,6 @@ class BudgetManager:
             or _env_interval()
             or DEFAULT_REFRESH_SECONDS
         )
-        self.settle_grace = settle_grace
         self.initial_wait = initial_wait
         self.lock_timeout = lock_timeout
         self._matcher = _Matcher(self.compiled)
@@ -253,6 +271,8 @@ class BudgetManager:
         self._fired_store: set[tuple[str, str, float, int]] = set()
         self._periods: dict[int, Window] = {}  # calendar budgets: the period last seen
         self._epoch = 0
+        # thread id -> [(instance, its period start, nano-dollars)] settled, span not ended yet
+        self._unstamped: dict[int, list[tuple[_Inst, int, int]]] = {}
         self._events: list[tuple[CompiledBudget, BudgetEvent]] = []
         self._webhooks = WebhookSender()
         self._ready = False
@@ -267,6 +287,7 @@ class BudgetManager:
         for cb in self.compiled:
             if cb.budget.period in CALENDAR:
                 self._periods[cb.index] = window(cb.budget.period, cb.budget.timezone, now)
+        rt.provider.add_span_processor(_StampOnEnd(self))
         self._thread: threading.Thread | None = None
         if start:
             self._start_thread()
@@ -290,6 +311,8 @@ class BudgetManager:
         self._wake = threading.Event()
         self._ready_event = threading.Event()
         self._ready = closed
+        if closed:
+            return
         if self.settings.embedded and _embedded_opened:
             # chdb hangs in a child forked after it was opened: enforce with what is known
             self._no_store = True
@@ -298,8 +321,7 @@ class BudgetManager:
                 "tokentrail: budgets in a process forked after the embedded store was opened cannot read "
                 "the store; configure tokentrail after the fork (e.g. gunicorn post_fork) or use a ClickHouse server"
             )
-        if not closed:
-            self._start_thread()
+        self._start_thread()
 
     # -- the call path ---------------------------------------------------------------------------
 
@@ -356,7 +378,7 @@ class BudgetManager:
         else:
             inst.lo, inst.hi, inst.window_key = _MIN, _MAX, 0
         inst.older = {}
-        inst.cur_local = inst.local_sum = 0
+        inst.unstamped = inst.cur_local = inst.local_sum = 0
         inst.unpriced_models = set()
         inst.block_alerted_at = None
         fresh = self._store_windows.get(cb.index) == inst.window_key
@@ -443,15 +465,34 @@ class BudgetManager:
             if reservation.done:
                 return
             reservation.done = True
-            epoch = self._epoch
+            pending = None
             for inst, reserved, lo in reservation.items:
                 if inst.lo != lo:  # its period ended meanwhile: the spend belongs to the old one
                     continue
                 inst.headroom += reserved - amount
                 if amount:
-                    inst.add_local(epoch, amount)
+                    inst.unstamped += amount
+                    inst.local_sum += amount
+                    if pending is None:
+                        pending = self._unstamped.setdefault(threading.get_ident(), [])
+                    pending.append((inst, lo, amount))
                     if inst.local_sum >= inst.warn_local:
                         self._fire_thresholds(inst, reservation.at_ns)
+
+    def _stamp(self, entries: list[tuple[_Inst, int, int]], epoch: int) -> None:
+        for inst, lo, amount in entries:
+            if inst.lo == lo:  # a period that ended took its local spend with it
+                inst.stamp(epoch, amount)
+
+    def _span_ended(self) -> None:
+        """Called by the span processor after the exporter's queue took a span: what this
+        thread settled before is now on its way to the store."""
+        tid = threading.get_ident()
+        if tid in self._unstamped:
+            with self._lock:
+                entries = self._unstamped.pop(tid, None)
+                if entries:
+                    self._stamp(entries, self._epoch)
 
     def release(self, reservation: Reservation) -> None:
         """The call failed before any usage was known: give its reservation back."""
@@ -675,9 +716,9 @@ class BudgetManager:
             with self._lock:
                 epoch = self._epoch
                 self._epoch += 1
-                pending = any(i.local_sum for i in self._insts.values())
-            if pending and self.settle_grace > 0:
-                time.sleep(self.settle_grace)
+                for entries in self._unstamped.values():  # see "Double counting rule"
+                    self._stamp(entries, self._epoch)
+                self._unstamped.clear()
             try:
                 self._rt.provider.force_flush(int(self.lock_timeout * 1000))
                 now = self._rt.now_ns()

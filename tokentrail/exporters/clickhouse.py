@@ -10,6 +10,7 @@ straight to the spool until the retry interval has passed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -38,8 +39,15 @@ class ClickHouseSpanExporter(SpanExporter):
         self._last_drain = 0.0
         self._shutdown = False
         self._lock = threading.Lock()
+        # a child forked while the export thread held the lock would wait on it forever
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
         self.spooled_batches = 0
         self.inserted_batches = 0
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._client = None  # a connection is not shared with a child
 
     # -- transport -------------------------------------------------------------------------
     def _server_client(self) -> Any:

@@ -17,6 +17,7 @@ themselves first (sibling branches of asyncio.gather run on after the first erro
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -723,6 +724,21 @@ def _release_context(run_id: UUID) -> None:
     if run is not None and run.token is not None and run.ctx is not None:
         token, run.token = run.token, None
         ctxs.detach(run.ctx, token)
+
+
+class _QuietBudgetBlocks(logging.Filter):
+    """LangChain logs a WARNING for an exception re-raised from a callback (raise_error=True);
+    a BudgetExceeded is tokentrail's own, already logged and recorded in budget_events."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (
+            len(args) == 3 and args[0] == "TokentrailCallbackHandler" and str(args[2]).startswith("BudgetExceeded(")
+        )
+
+
+_quiet_filter = _QuietBudgetBlocks()
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_quiet_filter)
 
 
 def langchain_handler(**attribution: Any) -> TokentrailCallbackHandler:
