@@ -556,37 +556,60 @@ def test_failed_refresh_keeps_local_spend(make: Any, monkeypatch: pytest.MonkeyP
         call(rt)
 
 
-def test_forked_worker_keeps_enforcing(make: Any) -> None:
-    """A worker forked after the embedded store was read (chdb cannot be used after fork)
-    still enforces with what it knows, without hanging."""
-    import os
+FORK_SCRIPT = """
+import os, sys, time
+from decimal import Decimal
+sys.path.insert(0, sys.argv[2])
+import test_budgets_manager as t
+import tokentrail
+from tokentrail import Budget, BudgetExceeded
 
-    rt = make(Budget(name="b", limit_usd="0.6"))
-    m = mgr(rt)
-    call(rt)  # $0.30, known to the child too (the parent flushes it)
-    # fork while no exporter thread holds its lock (the exporter's own fork-safety is not
-    # what this test is about)
-    rt.flush()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe, never return into pytest
-        code = 1
+os.environ["TOKENTRAIL_BUDGET_REFRESH_SECONDS"] = "3600"
+rt = tokentrail.configure(home=sys.argv[1], project="shop", budgets=[Budget(name="b", limit_usd="0.6")], prices=t.PRICES)
+rt.clock = t.Clock()
+m = t.mgr(rt)
+m._ready_event.wait(10)
+t.call(rt)  # $0.30, known to the child too (the parent flushes it)
+rt.flush()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child: report through the pipe
+    code = 1
+    try:
+        start = time.monotonic()
+        t.call(rt)
+        blocked = False
         try:
-            t = time.monotonic()
-            call(rt)
-            blocked = False
-            try:
-                call(rt)
-            except BudgetExceeded:
-                blocked = True
-            ok = (not m.refresh(), blocked, m.spent("b") == Decimal("0.6"), time.monotonic() - t < 5)
-            os.write(w, repr(ok).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    _, status = os.waitpid(pid, 0)
-    assert os.read(r, 1000).decode() == "(True, True, True, True)"
-    assert os.WEXITSTATUS(status) == 0
-    # the parent reads the store as before; the child's call reached it through the spool
-    assert m.refresh() and m.spent("b") == Decimal("0.6")
+            t.call(rt)
+        except BudgetExceeded:
+            blocked = True
+        ok = (not m.refresh(), blocked, m.spent("b") == Decimal("0.6"), time.monotonic() - start < 5)
+        os.write(w, repr(ok).encode())
+        rt.flush()
+        code = 0
+    finally:
+        os._exit(code)
+os.close(w)
+_, status = os.waitpid(pid, 0)
+print(os.read(r, 1000).decode(), os.WEXITSTATUS(status))
+# the parent reads the store as before; the child's call reached it through the spool
+print(m.refresh(), m.spent("b"))
+rt.shutdown()
+"""
+
+
+def test_forked_worker_keeps_enforcing(tt_home: Path) -> None:
+    """A worker forked after the embedded store was read (chdb cannot be used after fork, as
+    under gunicorn --preload) still enforces with what it knows, without hanging. A fresh
+    interpreter: pytest's own threads must not be what is forked."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(tt_home), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["(True, True, True, True) 0", "True 0.600000000"]
