@@ -389,6 +389,8 @@ def dashboard_command(host: str, port: int, *, headless: bool = False) -> list[s
         str(port),
         "--browser.gatherUsageStats",
         "false",  # no network calls from a local tool
+        "--server.fileWatcherType",
+        "none",  # an installed app: nothing to hot-reload, and no inotify watches
     ]
     if headless:
         cmd += ["--server.headless", "true"]
