@@ -47,3 +47,15 @@ def spans(inst: runtime.Tokentrail, where: str = "1") -> list[dict[str, Any]]:
 @pytest.fixture
 def read_spans(tt: runtime.Tokentrail) -> Any:
     return lambda where="1": spans(tt, where)
+
+
+@pytest.fixture
+def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
+    """A configured instance whose spans also go to an in-memory exporter (LangChain tests)."""
+    from langchain_fakes import configure_memory, no_context_left
+
+    rt, exporter = configure_memory(tt_home)
+    yield rt, exporter
+    rt.shutdown()
+    runtime._default = None
+    assert no_context_left(), "a span of ours is still the current OTel context"

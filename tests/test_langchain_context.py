@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableParallel
-from langchain_fakes import UsageChatModel, configure_memory, no_context_left, parent_id, span_id
+from langchain_fakes import UsageChatModel, parent_id, span_id
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -20,19 +18,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import tokentrail
-from tokentrail import runtime
 from tokentrail import semconv as sc
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "Say {word}")])
 
 
-@pytest.fixture
-def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
-    rt, exporter = configure_memory(tt_home)
-    yield rt, exporter
-    rt.shutdown()
-    runtime._default = None
-    assert no_context_left(), "a span of ours is still the current OTel context"
 
 
 def _assert_model_spans_current_inside(model: UsageChatModel, exporter: Any) -> None:

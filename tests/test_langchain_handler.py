@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
-from langchain_fakes import UsageChatModel, configure_memory, no_context_left, parent_id, span_id
+from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tokentrail
@@ -29,13 +28,6 @@ from tokentrail.instrumentation.langchain import TokentrailCallbackHandler
 PROMPT = ChatPromptTemplate.from_messages([("system", "You are terse."), ("user", "Say {word}")])
 
 
-@pytest.fixture
-def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
-    rt, exporter = configure_memory(tt_home)
-    yield rt, exporter
-    rt.shutdown()
-    runtime._default = None
-    assert no_context_left(), "a span of ours is still the current OTel context"
 
 
 def _by_name(spans: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,25 +13,21 @@ from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-from langchain_fakes import UsageChatModel, configure_memory, no_context_left, parent_id, span_id
+from langchain_fakes import UsageChatModel, parent_id, span_id
 from opentelemetry.trace import SpanKind, StatusCode
 
 import tokentrail
-from tokentrail import runtime, tokens
 from tokentrail import semconv as sc
+from tokentrail import tokens
 from tokentrail.instrumentation.langchain import TokentrailCallbackHandler, is_instrumented
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "Say {word}")])
 
 
-@pytest.fixture
-def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
-    rt, exporter = configure_memory(tt_home)
-    yield rt, exporter
-    rt.shutdown()
-    runtime._default = None
-    assert no_context_left(), "a span of ours is still the current OTel context"
-    assert not is_instrumented()  # every test undoes what it did
+@pytest.fixture(autouse=True)
+def _every_test_undoes_what_it_did() -> Iterator[None]:
+    yield
+    assert not is_instrumented()
 
 
 def _names(exporter: Any) -> list[str]:

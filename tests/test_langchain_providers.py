@@ -3,10 +3,8 @@ answer with each provider's real response bodies and SSE streams: exact tokens, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import HumanMessage
-from langchain_fakes import configure_memory, no_context_left
 from langchain_openai import ChatOpenAI, OpenAI, OpenAIEmbeddings
 from mock_providers import Reply, anthropic_server, openai_error, openai_server
 from opentelemetry.trace import StatusCode
@@ -22,15 +19,6 @@ from opentelemetry.trace import StatusCode
 import tokentrail
 from tokentrail import runtime
 from tokentrail import semconv as sc
-
-
-@pytest.fixture
-def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
-    rt, exporter = configure_memory(tt_home)
-    yield rt, exporter
-    rt.shutdown()
-    runtime._default = None
-    assert no_context_left(), "a span of ours is still the current OTel context"
 
 
 def _price(model: str, provider: str, start_ns: int, **usage: int) -> Any:
