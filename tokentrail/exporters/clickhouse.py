@@ -27,9 +27,6 @@ logger = logging.getLogger("tokentrail.exporter")
 
 __all__ = ["ClickHouseSpanExporter", "span_row"]
 
-COLUMNS_FROM_PAYLOAD = None  # columns are read from each row's keys
-
-
 class ClickHouseSpanExporter(SpanExporter):
     def __init__(self, settings: Settings, *, retry_interval: float = 30.0) -> None:
         self.settings = settings
@@ -62,12 +59,10 @@ class ClickHouseSpanExporter(SpanExporter):
 
     def _insert(self, table: str, payload: bytes, batch_id: str) -> None:
         client = self._server_client()
-        first = payload.split(b"\n", 1)[0]
-        import json
-
+        # no column list: rows may omit columns left at their default
         client.raw_insert(
             f"{DATABASE}.{table}",
-            list(json.loads(first).keys()),
+            None,
             insert_block=payload,
             fmt="JSONEachRow",
             settings={"insert_deduplication_token": batch_id},

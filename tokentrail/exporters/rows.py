@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -40,11 +41,16 @@ _DECIMAL_ATTRS: dict[str, str] = {
     sc.COST_INPUT_USD: "input_cost_usd",
     sc.COST_OUTPUT_USD: "output_cost_usd",
 }
-_SKIP = {sc.TAGS, sc.USAGE_ESTIMATED, sc.TIME_TO_FIRST_TOKEN_MS}
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(sec: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
 
 
 def _ts(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    sec, rest = divmod(ns, 1_000_000_000)
+    return f"{_second(sec)}.{rest // 1000:06d}"
 
 
 def _str(v: Any) -> str:
@@ -56,6 +62,8 @@ def _str(v: Any) -> str:
 
 
 def span_row(span: ReadableSpan) -> dict[str, Any]:
+    """One row; columns left at their default are omitted (JSONEachRow fills them in), which
+    keeps encoding cheap on the exporter thread."""
     attrs: Mapping[str, Any] = span.attributes or {}
     ctx = span.get_span_context()
     start = span.start_time or 0
@@ -66,50 +74,45 @@ def span_row(span: ReadableSpan) -> dict[str, Any]:
         "duration_ms": (end - start) / 1e6,
         "trace_id": format(ctx.trace_id, "032x") if ctx else "",
         "span_id": format(ctx.span_id, "016x") if ctx else "",
-        "parent_span_id": format(parent.span_id, "016x") if parent else "",
         "name": span.name,
-        "operation": "",
-        "framework": "",
-        "service_name": str(span.resource.attributes.get("service.name", "")) if span.resource else "",
-        "project": "",
-        "environment": "",
-        "team": "",
-        "feature": "",
-        "user_id": "",
-        "session_id": "",
-        "tags": [str(t) for t in attrs.get(sc.TAGS, ()) or ()],
-        "provider": "",
-        "request_model": "",
-        "response_model": "",
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "cache_read_tokens": 0,
-        "cache_write_tokens": 0,
-        "reasoning_tokens": 0,
-        "usage_estimated": bool(attrs.get(sc.USAGE_ESTIMATED, False)),
-        "input_cost_usd": None,
-        "output_cost_usd": None,
-        "cost_usd": None,
-        "cost_status": "",
-        "status": "error" if span.status.status_code is StatusCode.ERROR else "ok",
-        "error_type": "",
-        "time_to_first_token_ms": attrs.get(sc.TIME_TO_FIRST_TOKEN_MS),
-        "attributes": {},
     }
+    if parent is not None:
+        row["parent_span_id"] = format(parent.span_id, "016x")
+    service = span.resource.attributes.get("service.name") if span.resource else None
+    if service:
+        row["service_name"] = str(service)
     extra: dict[str, str] = {}
     for key, value in attrs.items():
-        if key in _COLUMN_ATTRS:
-            row[_COLUMN_ATTRS[key]] = _str(value)
-        elif key in _INT_ATTRS:
-            row[_INT_ATTRS[key]] = int(value)
-        elif key in _DECIMAL_ATTRS:
+        col = _COLUMN_ATTRS.get(key)
+        if col is not None:
+            row[col] = _str(value)
+            continue
+        col = _INT_ATTRS.get(key)
+        if col is not None:
+            row[col] = int(value)
+            continue
+        col = _DECIMAL_ATTRS.get(key)
+        if col is not None:
             # cost travels as a decimal string: exact to the nano-dollar
-            row[_DECIMAL_ATTRS[key]] = None if value in (None, "") else str(value)
-        elif key not in _SKIP:
+            if value not in (None, ""):
+                row[col] = str(value)
+            continue
+        if key == sc.TAGS:
+            row["tags"] = [str(t) for t in value or ()]
+        elif key == sc.USAGE_ESTIMATED:
+            row["usage_estimated"] = bool(value)
+        elif key == sc.TIME_TO_FIRST_TOKEN_MS:
+            row["time_to_first_token_ms"] = value
+        else:
             extra[key] = _str(value)
-    row["attributes"] = extra
-    if row["status"] == "error" and not row["error_type"]:
-        row["error_type"] = "_OTHER"
+    if extra:
+        row["attributes"] = extra
+    if span.status.status_code is StatusCode.ERROR:
+        row["status"] = "error"
+        if not row.get("error_type"):
+            row["error_type"] = "_OTHER"
+    else:
+        row["status"] = "ok"
     return row
 
 

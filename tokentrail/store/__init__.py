@@ -62,13 +62,10 @@ def ingest_spool(client: Any, spool_dir: Path) -> int:
     for f in spool.pending(spool_dir):
         data = f.read()
         if data:
-            first = data.split(b"\n", 1)[0]
-            import json
-
-            columns = list(json.loads(first).keys())
+            # no column list: rows may omit columns left at their default
             client.raw_insert(
                 f"{DATABASE}.{f.table}",
-                columns,
+                None,
                 insert_block=data,
                 fmt="JSONEachRow",
                 settings={"insert_deduplication_token": f.batch_id},
