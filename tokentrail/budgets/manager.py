@@ -664,6 +664,8 @@ class BudgetManager:
     def _note_period(self, cb: CompiledBudget, w: Window, now: int) -> None:
         """A calendar budget entered a new period: one `reset` event per budget (not per value)."""
         prev = self._periods.get(cb.index)
+        if prev is not None and w.start_ns < prev.start_ns:
+            return  # the clock went back into an earlier period (a replay): nothing new started
         self._periods[cb.index] = w
         if prev is None or prev.key == w.key:
             return

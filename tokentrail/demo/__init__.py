@@ -4,7 +4,8 @@ Acme (see `content`) runs support, search and internal features on real LangChai
 (`langchain_traffic`) and LlamaIndex pipelines (`llamaindex_traffic`, when present) over
 offline models that answer with each provider's real usage shape (`models`). The default
 tokentrail instance's clock is replaced by a `DemoClock` for the run, so spans, durations and
-prices are those of calls made over the last N days.
+prices are those of calls made over the last N days. Configured budgets (`tokentrail demo`
+brings its own, `budget_config`, when no tokentrail.toml is in use) are enforced on that clock.
 
 Seam for LlamaIndex traffic: when the module `tokentrail.demo.llamaindex_traffic` exists (and
 llama-index-core is installed), `run_demo` gives it a quarter of the model calls and calls
@@ -29,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from types import ModuleType
 from typing import Any
 
+from .budget_config import start_budget_sync
 from .clock import DemoClock
 
 __all__ = ["DemoClock", "DemoResult", "run_demo"]
@@ -69,7 +71,9 @@ def run_demo(
     """Run about `calls` model calls of demo traffic spread over the last `days` days.
 
     `rt` must be the default instance (`tokentrail.configure(...)`): the LangChain handler and
-    the LlamaIndex instrumentation report to it. Spans are left for `rt.flush()`.
+    the LlamaIndex instrumentation report to it. Spans are left for `rt.flush()`. Budgets in
+    `rt.settings` are enforced on the demo's clock (see `budget_config.BudgetSync`): the budget
+    manager built here has no background thread, and `rt.flush()` delivers its events.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -90,6 +94,10 @@ def run_demo(
     saved = rt.clock
     rt.clock = clock
     try:
+        # configured budgets are enforced on the demo's clock: events at the demo's times
+        sync = start_budget_sync(rt)
+        if sync is not None:
+            clock.on_request = sync.on_request
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -108,6 +116,7 @@ def run_demo(
                 li_calls = int(li.run(li_target, random.Random(seed + 1), clock))
             bar.update(task, completed=calls)
     finally:
+        clock.on_request = None
         rt.clock = saved
     return DemoResult(
         start=start,

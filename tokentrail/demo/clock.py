@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 # Relative traffic per UTC hour: Europe's and the Americas' working days overlap at 13-17 UTC.
@@ -30,6 +31,8 @@ class DemoClock:
         self.end = end
         self._rng = rng
         self._now = _ns(start)
+        # called by at_progress with (the time before, the request's time), in ns
+        self.on_request: Callable[[int, int], None] | None = None
         # cumulative traffic weight per hour of the window: the curve requests are drawn from
         hours = max(1, int((end - start).total_seconds() // 3600))
         self._hours = hours
@@ -75,7 +78,10 @@ class DemoClock:
         jitter): call with `done / total` before each request to spread them over the window."""
         t = self.quantile(p) + timedelta(minutes=self._rng.uniform(-10, 10))
         t = min(max(t, self.start), self.end)
+        before = self._now
         self.at(t)
+        if self.on_request is not None:
+            self.on_request(before, self._now)
         return t
 
     def at_random(self) -> datetime:

@@ -8,7 +8,8 @@ Seven features, each a real LCEL pipeline traced with the public API
     order-agent         gpt-4o with a bound tool: tool call -> lookup_order tool -> answer
     doc-search          retriever | prompt | gpt-4o, or gemini-2.0-flash for an A/B group
     code-review         prompt | o3-mini (reasoning tokens) | parser
-    summarize           prompt | claude-3-5-haiku, falling back to gemini-2.0-flash | parser
+    summarize           prompt | claude-3-5-haiku, falling back to gemini-2.0-flash on a provider
+                        error or a budget's BudgetExceeded | parser
     internal-assistant  prompt | acme-llm-7b (self-hosted on Ollama: no list price) | parser
 """
 
@@ -36,7 +37,7 @@ import tokentrail
 
 from . import content
 from .clock import DemoClock
-from .models import DemoChatModel, Reply, Simulator, filler
+from .models import DemoChatModel, DemoProviderError, Reply, Simulator, filler
 
 # feature -> share of requests
 MIX: dict[str, float] = {
@@ -197,7 +198,8 @@ class Pipelines:
             ChatPromptTemplate.from_messages(
                 [("system", "Summarise the document in five bullet points for the leadership team."), ("human", "{doc}")]
             )
-            | haiku.with_fallbacks([gemini_summary])
+            # a provider error, or a budget refusing haiku before the call: gemini answers instead
+            | haiku.with_fallbacks([gemini_summary], exceptions_to_handle=(DemoProviderError, tokentrail.BudgetExceeded))
             | StrOutputParser()
         ).with_config(run_name="summarize")
 
