@@ -1,0 +1,123 @@
+"""Every question tokentrail asks of the store, in one package: the CLI and the dashboard share it.
+
+A function here takes an open `Store` (see `tokentrail.store.open_store`) and a `Filters`, and
+returns typed results. Filters render to a WHERE clause with ClickHouse server-side parameters
+(`{name:Type}`): user values never become SQL text. Money is `Decimal` (the column is
+`Decimal(18, 9)`), never float; a sum over unpriced calls only is `None` (unknown), never $0.
+
+Spend is counted on model-call spans (operation chat / text_completion / embeddings): chains,
+retrievers and tools carry no cost of their own.
+
+Modules: filters (time windows, Filters -> WHERE), spend (report, totals, breakdowns, series,
+forecast), sql (read-only user SQL), traces, efficiency (cache savings, errors, what-if).
+
+To add a question (a dashboard page, say): write a function `name(store, filters, ...) -> typed
+result`, build its WHERE with `filters.where()` (and `.and_(...)` for more conditions), and use
+`MODEL_CALLS` when it counts calls or spend.
+"""
+
+from __future__ import annotations
+
+from .efficiency import (
+    CHAT_OPERATIONS,
+    WHAT_IF_PROVIDERS,
+    CacheSavings,
+    CacheSavingsRow,
+    EstimatedShare,
+    WhatIf,
+    WhatIfRow,
+    cache_savings,
+    error_costs,
+    estimated_share,
+    price_book,
+    tier_thresholds,
+    what_if,
+    what_if_models,
+)
+from .filters import (
+    FILTER_FIELDS,
+    GROUP_BY,
+    MODEL_OPERATIONS,
+    SPANS,
+    Filters,
+    FilterValue,
+    Where,
+    model_calls,
+    parse_time,
+    parse_window,
+)
+from .spend import (
+    BREAKDOWN_BY,
+    MonthForecast,
+    ReportRow,
+    SeriesPoint,
+    Totals,
+    breakdown,
+    check_group,
+    filter_values,
+    month_forecast,
+    report,
+    span_count,
+    spend_series,
+    totals,
+)
+from .sql import (
+    SqlError,
+    SqlResult,
+    run_sql,
+    sql_error,
+)
+from .traces import (
+    TraceSpan,
+    TraceSummary,
+    top_traces,
+    trace_spans,
+)
+
+__all__ = [
+    "BREAKDOWN_BY",
+    "CHAT_OPERATIONS",
+    "CacheSavings",
+    "CacheSavingsRow",
+    "EstimatedShare",
+    "FILTER_FIELDS",
+    "FilterValue",
+    "Filters",
+    "GROUP_BY",
+    "MODEL_OPERATIONS",
+    "MonthForecast",
+    "ReportRow",
+    "SPANS",
+    "SeriesPoint",
+    "SqlError",
+    "SqlResult",
+    "Totals",
+    "TraceSpan",
+    "TraceSummary",
+    "WHAT_IF_PROVIDERS",
+    "WhatIf",
+    "WhatIfRow",
+    "Where",
+    "breakdown",
+    "cache_savings",
+    "check_group",
+    "error_costs",
+    "estimated_share",
+    "filter_values",
+    "model_calls",
+    "month_forecast",
+    "parse_time",
+    "parse_window",
+    "price_book",
+    "report",
+    "run_sql",
+    "span_count",
+    "spend_series",
+    "sql_error",
+    "tier_thresholds",
+    "top_traces",
+    "totals",
+    "trace_spans",
+    "what_if",
+    "what_if_models",
+]

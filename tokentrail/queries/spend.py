@@ -1,0 +1,249 @@
+"""Spend, tokens and calls: the report, totals, breakdowns, series and the month-end forecast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from ..errors import ConfigError
+from ..store import Store
+from .filters import FILTER_FIELDS, GROUP_BY, SPANS, Filters, _utc, model_calls
+
+
+# -- spend report ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Totals:
+    """Model calls and what they used and cost.
+
+    cost_usd is the sum of the calls' costs; None (unknown, not $0) when some calls are unpriced
+    and none has a cost. Unpriced calls are not in the sum: `unpriced_calls` says how many."""
+
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: Decimal | None
+    unpriced_calls: int
+    errors: int
+
+    @property
+    def cost_per_call_usd(self) -> Decimal | None:
+        priced = self.calls - self.unpriced_calls
+        if self.cost_usd is None or priced <= 0:
+            return None
+        return self.cost_usd / priced
+
+
+@dataclass(frozen=True)
+class ReportRow(Totals):
+    """One group of a report: `key` is the value of the grouping field ('' = unset)."""
+
+    key: str = ""
+
+
+_METRICS = """
+    count() AS calls,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(cache_write_tokens) AS cache_write_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(cost_usd) AS cost_usd,
+    countIf(cost_status = 'unpriced') AS unpriced_calls,
+    countIf(status = 'error') AS errors
+"""
+
+
+def _totals_from(row: Sequence[Any]) -> dict[str, Any]:
+    calls, inp, out, cr, cw, rs, cost, unpriced, errors = row
+    return dict(
+        calls=int(calls),
+        input_tokens=int(inp or 0),
+        output_tokens=int(out or 0),
+        cache_read_tokens=int(cr or 0),
+        cache_write_tokens=int(cw or 0),
+        reasoning_tokens=int(rs or 0),
+        # unknown (None) only when calls went unpriced and none had a cost; no calls cost $0
+        cost_usd=Decimal(cost) if cost is not None else (None if unpriced else Decimal(0)),
+        unpriced_calls=int(unpriced),
+        errors=int(errors),
+    )
+
+
+def check_group(by: str) -> str:
+    if by not in GROUP_BY:
+        raise ConfigError("by", f"{by!r} is not a report grouping", f"use one of {', '.join(GROUP_BY)}")
+    return GROUP_BY[by]
+
+
+def report(
+    store: Store, by: str = "model", filters: Filters | None = None, *, limit: int | None = None, now: datetime | None = None
+) -> list[ReportRow]:
+    """Model calls grouped by `by` (see GROUP_BY): most expensive first (by day: oldest first)."""
+    key = check_group(by)
+    where = model_calls(filters or Filters(), now=now)
+    order = "key" if by == "day" else "cost_usd DESC NULLS LAST, calls DESC, key"
+    sql = f"SELECT {key} AS key, {_METRICS} FROM {SPANS} WHERE {where.sql} GROUP BY key ORDER BY {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in store.rows(sql, where.params)]
+
+
+def totals(store: Store, filters: Filters | None = None, *, now: datetime | None = None) -> Totals:
+    """All model calls matching the filters, summed."""
+    where = model_calls(filters or Filters(), now=now)
+    rows = store.rows(f"SELECT {_METRICS} FROM {SPANS} WHERE {where.sql}", where.params)
+    return Totals(**_totals_from(rows[0]))
+
+
+
+# Breakdown page: everything `report` groups by, and the rest of what a span is attributed to.
+BREAKDOWN_BY: dict[str, str] = {
+    **GROUP_BY,
+    # a call with two tags counts under both; a call without tags under ''
+    "tag": "arrayJoin(if(empty(tags), [''], tags))",
+    "error_type": "error_type",
+    "cost_status": "cost_status",
+    "framework": "framework",
+    "service": "service_name",
+}
+
+
+def span_count(store: Store) -> int:
+    """Every span in the store, unfiltered (zero means: show how to get data in)."""
+    return int(store.rows(f"SELECT count() FROM {SPANS}")[0][0])
+
+
+def filter_values(store: Store, filters: Filters, *, limit: int = 500, now: datetime | None = None) -> dict[str, list[str]]:
+    """The values each FILTER_FIELDS field takes in the filters' time range (other filters
+    ignored, so every choice stays reachable). Users: the `limit` most active."""
+    window = Filters(since=filters.since, until=filters.until).where(now=now)
+    low = [f for f in FILTER_FIELDS if f != "user_id"]
+    cols = ", ".join(f"arraySort(groupUniqArray({FILTER_FIELDS[f]}))" for f in low)
+    row = store.rows(
+        f"SELECT {cols}, topK({int(limit)})(user_id) FROM {SPANS} WHERE {window.sql}", window.params
+    )[0]
+    out = {f: [str(v) for v in values] for f, values in zip(low, row[: len(low)], strict=True)}
+    out["user_id"] = sorted(str(v) for v in row[len(low)])
+    # spans other than model calls have no model or provider: '' is not a choice there
+    out["model"] = [v for v in out["model"] if v]
+    out["provider"] = [v for v in out["provider"] if v]
+    return out
+
+
+def breakdown(
+    store: Store, by: str, filters: Filters | None = None, *, limit: int | None = None, now: datetime | None = None
+) -> list[ReportRow]:
+    """Model calls grouped by any BREAKDOWN_BY field, most expensive first."""
+    if by in GROUP_BY:
+        return report(store, by, filters, limit=limit, now=now)
+    if by not in BREAKDOWN_BY:
+        raise ConfigError("by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}")
+    where = model_calls(filters or Filters(), now=now)
+    sql = (
+        f"SELECT {BREAKDOWN_BY[by]} AS key, {_METRICS} FROM {SPANS} WHERE {where.sql} "
+        "GROUP BY key ORDER BY cost_usd DESC NULLS LAST, calls DESC, key"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in store.rows(sql, where.params)]
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """Spend of one group in one time bucket (bucket = start of the hour or day, UTC)."""
+
+    bucket: datetime
+    key: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None
+
+
+_BUCKETS = {"hour": "toStartOfHour(timestamp)", "day": "toDateTime(toDate(timestamp), 'UTC')"}
+
+
+def spend_series(
+    store: Store, filters: Filters | None = None, *, by: str = "model", bucket: str = "day", now: datetime | None = None
+) -> list[SeriesPoint]:
+    """Model calls' spend per time bucket and group (`by`: a BREAKDOWN_BY field), oldest first."""
+    if bucket not in _BUCKETS:
+        raise ConfigError("bucket", f"{bucket!r} is not a bucket", "use hour or day")
+    if by not in BREAKDOWN_BY:
+        raise ConfigError("by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}")
+    where = model_calls(filters or Filters(), now=now)
+    sql = (
+        f"SELECT {_BUCKETS[bucket]} AS b, {BREAKDOWN_BY[by]} AS key, count(), sum(input_tokens), "
+        f"sum(output_tokens), sum(cost_usd) FROM {SPANS} WHERE {where.sql} GROUP BY b, key ORDER BY b, key"
+    )
+    return [
+        SeriesPoint(
+            bucket=_utc(r[0]),
+            key=str(r[1]),
+            calls=int(r[2]),
+            input_tokens=int(r[3]),
+            output_tokens=int(r[4]),
+            cost_usd=None if r[5] is None else Decimal(r[5]),
+        )
+        for r in store.rows(sql, where.params)
+    ]
+
+
+# -- month-end forecast -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class MonthForecast:
+    """This calendar month (UTC) so far, and where it ends at the recent daily rate.
+
+    forecast_usd = spent_usd + daily_rate_usd * days_left, where the daily rate is the spend of
+    the last `window_days` days (or of the month so far, when younger) divided by their length.
+    """
+
+    month_start: datetime
+    month_end: datetime
+    now: datetime
+    spent_usd: Decimal
+    daily_rate_usd: Decimal
+    forecast_usd: Decimal
+    daily: list[tuple[datetime, Decimal]]  # spend per day of the month so far
+
+    @property
+    def days_left(self) -> Decimal:
+        return Decimal((self.month_end - self.now).total_seconds()) / Decimal(86400)
+
+
+def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
+    start = datetime(now.year, now.month, 1, tzinfo=timezone.utc)
+    end = datetime(now.year + (now.month == 12), now.month % 12 + 1, 1, tzinfo=timezone.utc)
+    return start, end
+
+
+def month_forecast(
+    store: Store, filters: Filters | None = None, *, now: datetime | None = None, window_days: int = 7
+) -> MonthForecast:
+    """Month-to-date spend of the filtered calls (their time range is replaced by this month)
+    and the month-end forecast at the last `window_days` days' rate."""
+    from dataclasses import replace
+
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    start, end = _month_bounds(now)
+    rate_since = max(start, now - timedelta(days=window_days))
+    where = model_calls(replace(filters or Filters(), since=start, until=now), now=now)
+    sql = (
+        f"SELECT toDate(timestamp) AS d, sum(cost_usd), "
+        f"sumIf(cost_usd, timestamp >= {{rate_since:DateTime64(6, 'UTC')}}) "
+        f"FROM {SPANS} WHERE {where.sql} GROUP BY d ORDER BY d"
+    )
+    rows = store.rows(sql, {**where.params, "rate_since": rate_since.replace(tzinfo=None)})
+    daily = [(_utc(r[0]), Decimal(r[1] or 0)) for r in rows]
+    spent = sum((d for _, d in daily), Decimal(0))
+    recent = sum((Decimal(r[2] or 0) for r in rows), Decimal(0))
+    rate_days = Decimal((now - rate_since).total_seconds()) / Decimal(86400)
+    rate = recent / rate_days if rate_days > 0 else Decimal(0)
+    days_left = Decimal((end - now).total_seconds()) / Decimal(86400)
+    return MonthForecast(start, end, now, spent, rate, spent + rate * days_left, daily)
