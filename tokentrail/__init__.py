@@ -30,6 +30,7 @@ __all__ = [
     "attributes",
     "configure",
     "flush",
+    "get",
     "instrument_langchain",
     "instrument_llamaindex",
     "langchain_handler",
