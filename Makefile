@@ -29,6 +29,7 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check tokentrail tests bench examples
+	$(BIN)/mypy
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[bench]'

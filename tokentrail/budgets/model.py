@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from itertools import product
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..context import FIELDS, Attribution
 from ..errors import ConfigError
@@ -280,7 +280,8 @@ def scope_value(key: tuple[str, ...]) -> str:
 
 def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_TOKENS) -> CompiledBudget:
     limit = b.limit
-    fractions = sorted({*b.warn_at, 1.0})  # reaching the limit always alerts
+    warn_at = cast("tuple[float, ...]", b.warn_at)  # a tuple after Budget.__post_init__
+    fractions = sorted({*warn_at, 1.0})  # reaching the limit always alerts
     thresholds = tuple((t, limit * Decimal(str(t))) for t in fractions)
     nano = Decimal("1e9")
     return CompiledBudget(

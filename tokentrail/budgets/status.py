@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from ..errors import format_usd as fmt_usd
 from ..store import DATABASE
@@ -90,7 +90,7 @@ def _one(cb: CompiledBudget, w: Window, now: int, key: tuple[str, ...], s: Spend
     elif 0 < spent < cb.limit and b.period == "total" and s is not None and s.first is not None:
         elapsed = max(now - _now_ns(s.first), 1)
         exhausts = _dt(now + int((cb.limit - spent) * elapsed / spent))
-    first_warn = min(b.warn_at) if b.warn_at else 1.0
+    first_warn = min(cast("tuple[float, ...]", b.warn_at)) if b.warn_at else 1.0  # a tuple after validation
     if spent >= cb.limit:
         state = "exceeded"
     elif spent >= cb.limit * Decimal(str(first_warn)):

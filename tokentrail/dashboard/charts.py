@@ -76,7 +76,7 @@ def burn(
     forecast: Sequence[tuple[datetime, Decimal]],
     *,
     limit: Decimal | None = None,
-) -> alt.Chart:
+) -> alt.LayerChart | alt.FacetChart:
     """Cumulative spend (solid), its forecast to the period's end (dashed), the limit (red rule)."""
     rows = [{"time": t.replace(tzinfo=None), "spend": to_float(v), "series": "Spent"} for t, v in actual]
     rows += [{"time": t.replace(tzinfo=None), "spend": to_float(v), "series": "Forecast"} for t, v in forecast]

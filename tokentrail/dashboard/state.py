@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import cast
 
 import streamlit as st
 
@@ -120,7 +121,8 @@ def sidebar() -> View:
     values each field takes in the chosen time range (queries.filter_values)."""
     _init_from_url()
     sb = st.sidebar
-    range_key = sb.selectbox("Time range", list(RANGES), format_func=RANGES.__getitem__, key="tt_range")
+    # one of RANGES (with python_version 3.10, mypy matches streamlit's empty-options overload)
+    range_key = cast(str, sb.selectbox("Time range", list(RANGES), format_func=RANGES.__getitem__, key="tt_range"))
     start = end = None
     if range_key == "custom":
         t = now().date()

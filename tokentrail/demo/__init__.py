@@ -28,10 +28,13 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .budget_config import start_budget_sync
 from .clock import DemoClock
+
+if TYPE_CHECKING:
+    from ..runtime import Tokentrail
 
 __all__ = ["DemoClock", "DemoResult", "run_demo"]
 
@@ -60,7 +63,7 @@ def _llamaindex_traffic() -> ModuleType | None:
 
 
 def run_demo(
-    rt: Any,
+    rt: Tokentrail,
     *,
     days: int = 14,
     calls: int = 1500,

@@ -28,7 +28,7 @@ import random
 import re
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -212,6 +212,11 @@ def _system_and_rest(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatMes
 class DemoOpenAI(_DemoLLM):
     """Answers like OpenAI chat completions: automatic prefix caching, usage with details."""
 
+    if TYPE_CHECKING:
+        # mypy synthesizes a pydantic model's __init__ per subclass from its fields, hiding
+        # _DemoLLM's; this declares the inherited one
+        def __init__(self, sim: Simulator, **kw: Any) -> None: ...
+
     @classmethod
     def class_name(cls) -> str:
         return "DemoOpenAI"
@@ -244,6 +249,11 @@ class DemoAnthropic(_DemoLLM):
     minutes (a write, then reads), and `input_tokens` leaves the cached tokens out."""
 
     cache_prefix: str = ""
+
+    if TYPE_CHECKING:
+        # mypy synthesizes a pydantic model's __init__ per subclass from its fields, hiding
+        # _DemoLLM's; this declares the inherited one
+        def __init__(self, sim: Simulator, **kw: Any) -> None: ...
 
     @classmethod
     def class_name(cls) -> str:

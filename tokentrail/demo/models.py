@@ -233,7 +233,8 @@ class DemoChatModel(BaseChatModel):
 
     def _usage(self, u: dict[str, Any]) -> UsageMetadata:
         total_in, out = u["prompt"], u["output"] + u["reasoning"]
-        meta = UsageMetadata(input_tokens=total_in, output_tokens=out, total_tokens=total_in + out)
+        # langchain-core imports NotRequired from typing (3.11+): at python_version 3.10 mypy reads its optional keys as required
+        meta = UsageMetadata(input_tokens=total_in, output_tokens=out, total_tokens=total_in + out)  # type: ignore[typeddict-item]
         if self.provider == "openai":
             meta["input_token_details"] = {"audio": 0, "cache_read": u["cache_read"]}
             meta["output_token_details"] = {"audio": 0, "reasoning": u["reasoning"]}
@@ -271,7 +272,7 @@ class DemoChatModel(BaseChatModel):
         raw = self._raw_usage(u)
         if self.provider == "openai":
             fp = "fp_" + hashlib.sha1(model.encode()).hexdigest()[:10]  # short input: keeps the GIL
-            meta = {
+            meta: dict[str, Any] = {
                 "token_usage": raw,
                 "model_name": model,
                 "system_fingerprint": fp,
@@ -331,7 +332,8 @@ class DemoChatModel(BaseChatModel):
             # message_start carries the input side, message_delta the output (LangChain sums them)
             first = AIMessageChunk(
                 content="",
-                usage_metadata=UsageMetadata(
+                # langchain-core imports NotRequired from typing (3.11+): at python_version 3.10 mypy reads its optional keys as required
+                usage_metadata=UsageMetadata(  # type: ignore[typeddict-item]
                     input_tokens=usage["input_tokens"],
                     output_tokens=0,
                     total_tokens=usage["input_tokens"],
@@ -347,7 +349,8 @@ class DemoChatModel(BaseChatModel):
             yield chunk
             self.sim.clock.advance(per_chunk_ms * self.sim.rng.uniform(0.7, 1.4))
         if self.provider == "anthropic":
-            last_usage = UsageMetadata(input_tokens=0, output_tokens=usage["output_tokens"], total_tokens=usage["output_tokens"])
+            # langchain-core imports NotRequired from typing (3.11+): at python_version 3.10 mypy reads its optional keys as required
+            last_usage = UsageMetadata(input_tokens=0, output_tokens=usage["output_tokens"], total_tokens=usage["output_tokens"])  # type: ignore[typeddict-item]
         else:  # OpenAI with include_usage: one last chunk with no choices and the usage
             last_usage = usage
         last = AIMessageChunk(content="", usage_metadata=last_usage, response_metadata=meta, chunk_position="last")

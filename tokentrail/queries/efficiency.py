@@ -181,7 +181,7 @@ class _RateBook:
 
         n = _bucket_tokens(bucket)
 
-        def total(**counts: int) -> Decimal | None:
+        def total(**counts: Any) -> Decimal | None:  # token counts (ints)
             c = self.prices.cost(Usage(**counts), model, provider or None, when)
             return None if c.total_usd is None or c.status not in (sc.COST_PRICED, sc.COST_OVERRIDE) else c.total_usd
 

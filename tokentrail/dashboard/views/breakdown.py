@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import streamlit as st
 
 from tokentrail.dashboard import charts, data, state, ui
@@ -33,7 +35,8 @@ keys = [k for k in BY_LABELS if k in data.queries.BREAKDOWN_BY]
 if "tt_by" not in st.session_state:
     wanted = state.page_param("by", "model")
     st.session_state["tt_by"] = wanted if wanted in keys else "model"
-by = st.selectbox("Group by", keys, format_func=BY_LABELS.__getitem__, key="tt_by")
+# one of keys (with python_version 3.10, mypy matches streamlit's empty-options overload)
+by = cast(str, st.selectbox("Group by", keys, format_func=BY_LABELS.__getitem__, key="tt_by"))
 state.set_page_param("by", None if by == "model" else by)
 st.caption(f"Model calls by {BY_LABELS[by].lower()} · {view.describe()}")
 

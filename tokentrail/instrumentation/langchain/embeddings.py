@@ -266,7 +266,7 @@ def _patch_class(cls: type) -> None:
 
 def _all_subclasses(base: type) -> list[type]:
     seen: list[type] = []
-    stack = list(base.__subclasses__())
+    stack: list[type] = list(base.__subclasses__())
     while stack:
         cls = stack.pop()
         if cls in seen:

@@ -55,9 +55,10 @@ class _Link(NamedTuple):
 
 def _link(ctx: Context) -> _Link | None:
     """The link of ctx when ctx is one of ours (its current span is the linked one)."""
-    link = ctx.get(_LINK_KEY)
+    # Context is typed dict[str, object]; only a _Link is ever stored under this private key
+    link: _Link | None = ctx.get(_LINK_KEY)  # type: ignore[assignment]
     if link is not None and trace.get_current_span(ctx) is link.span:
-        return link  # type: ignore[no-any-return]
+        return link
     return None
 
 

@@ -50,7 +50,7 @@ class _Installed:
         self.root = get_dispatcher()
         self.span_handler = TokentrailSpanHandler()
         self.event_handler = TokentrailEventHandler(self.span_handler)
-        self.dispatcher_cls: type = type(self.root)
+        self.dispatcher_cls: Any = type(self.root)  # its `event` method is patched at run time
         self.original_event: Any = self.dispatcher_cls.__dict__.get("event")
         self.patched_event: Any = None
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
-from types import AsyncGeneratorType, GeneratorType
+from types import AsyncGeneratorType, FrameType, GeneratorType
 from typing import Any
 
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -145,6 +145,21 @@ class _Span:
         "event_usage",
         "__weakref__",
     )
+
+    # set by TokentrailSpanHandler._new_span right after construction (declarations only:
+    # no class attributes, so they do not clash with __slots__)
+    id: str
+    otel: trace.Span
+    ctx: otel_context.Context
+    rt: tt_runtime.Tokentrail
+    kind: int
+    operation: str
+    instance_id: int
+    attribution: tt_context.Attribution
+    current: tt_context.Attribution
+    capture: bool
+    chain_name: str
+    start_ns: int
 
     def __init__(self) -> None:
         self.token: object | None = None
@@ -480,7 +495,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
 
     def _continuation(self) -> _Span | None:
         frames = self.gen_frames
-        f = sys._getframe(3)
+        f: FrameType | None = sys._getframe(3)
         for _ in range(64):
             if f is None:
                 return None
@@ -802,7 +817,9 @@ class TokentrailEventHandler(BaseEventHandler):
     spans: TokentrailSpanHandler
 
     def __init__(self, span_handler: TokentrailSpanHandler) -> None:
-        super().__init__(spans=span_handler)
+        # `spans` is this subclass's pydantic field; mypy checks super().__init__ against the
+        # base model's (field-less) synthesized signature
+        super().__init__(spans=span_handler)  # type: ignore[call-arg]
 
     @classmethod
     def class_name(cls) -> str:
