@@ -52,7 +52,7 @@ def read_spans(tt: runtime.Tokentrail) -> Any:
 @pytest.fixture
 def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     """A configured instance whose spans also go to an in-memory exporter (LangChain tests)."""
-    from langchain_fakes import configure_memory, no_context_left
+    from otel_helpers import configure_memory, no_context_left
 
     rt, exporter = configure_memory(tt_home)
     yield rt, exporter

@@ -29,27 +29,6 @@ from llama_index.core.llms.mock import MockLLM
 from opentelemetry import trace
 from pydantic import Field, PrivateAttr
 
-from tokentrail import runtime
-
-
-def configure_memory(home: Any, **settings: Any) -> tuple[runtime.Tokentrail, Any]:
-    """Configure the default instance plus an in-memory exporter (no store round trip)."""
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    exporter = InMemorySpanExporter()
-    settings.setdefault("project", "test")
-    rt = runtime.configure(home=home, span_processors=(SimpleSpanProcessor(exporter),), **settings)
-    return rt, exporter
-
-
-def hex_id(span: Any) -> str:
-    return format(span.get_span_context().span_id, "016x")
-
-
-def hex_parent(span: Any) -> str:
-    return format(span.parent.span_id, "016x") if span.parent else ""
-
 
 class Anthropic(CustomLLM):
     """What llama-index-llms-anthropic's `Anthropic` does for text, on the real SDK."""

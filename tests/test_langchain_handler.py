@@ -17,8 +17,9 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
-from langchain_fakes import UsageChatModel, configure_memory, parent_id, span_id
+from langchain_fakes import UsageChatModel
 from opentelemetry.trace import SpanKind, StatusCode
+from otel_helpers import configure_memory, parent_id, span_id
 
 import tokentrail
 from tokentrail import runtime, tokens

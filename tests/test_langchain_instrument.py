@@ -13,8 +13,9 @@ from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-from langchain_fakes import UsageChatModel, parent_id, span_id
+from langchain_fakes import UsageChatModel
 from opentelemetry.trace import SpanKind, StatusCode
+from otel_helpers import parent_id, span_id
 
 import tokentrail
 from tokentrail import semconv as sc

@@ -19,9 +19,12 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms import MockLLM
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.openai import OpenAI
-from llamaindex_mocks import FailingLLM, ProbeLLM, configure_memory, hex_id, hex_parent
+from llamaindex_mocks import FailingLLM, ProbeLLM
 from mock_providers import openai_error, openai_server
 from opentelemetry.trace import StatusCode
+from otel_helpers import configure_memory
+from otel_helpers import parent_id as hex_parent
+from otel_helpers import span_id as hex_id
 
 import tokentrail
 from tokentrail import Budget, BudgetExceeded, runtime

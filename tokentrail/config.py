@@ -176,10 +176,8 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
             return ()
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             raise ConfigError(where, "must be a list of Budget objects", "pass budgets=[tokentrail.Budget(...), ...]")
-        try:
-            from .budgets import coerce_budgets
-        except ImportError:  # budgets not built yet
-            return tuple(value)
+        from .budgets import coerce_budgets
+
         return tuple(coerce_budgets(value))
     raise AssertionError(kind)  # pragma: no cover
 

@@ -27,7 +27,6 @@ import math
 import random
 import re
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core import Document, VectorStoreIndex
@@ -55,34 +54,13 @@ import tokentrail
 from .. import tokens
 from . import content
 from .clock import DemoClock
+from .models import RateLimitError, Simulator
 
 __all__ = ["DemoAnthropic", "DemoEmbedding", "DemoOpenAI", "run"]
 
 # feature -> share of requests
 MIX: dict[str, float] = {"doc-search": 0.6, "support-chat": 0.4}
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-class RateLimitError(Exception):
-    """Named like the SDKs' exception: the span's error.type shows it."""
-
-
-@dataclass
-class Simulator:
-    """Randomness, the clock, prompt caches and the call counter the demo models share."""
-
-    rng: random.Random
-    clock: DemoClock
-    model_calls: int = 0
-    failed_calls: int = 0
-    caches: dict[str, int] = field(default_factory=dict)  # cache key -> last use (ns)
-
-    def cache_hit(self, key: str, ttl_s: float) -> bool:
-        """Whether `key` is cached now; (re)writes it either way, as providers do on use."""
-        now = self.clock()
-        last = self.caches.get(key)
-        self.caches[key] = now
-        return last is not None and 0 <= now - last <= ttl_s * 1e9
 
 
 def _text(rng: random.Random, n_tokens: int) -> str:
@@ -227,7 +205,7 @@ class DemoOpenAI(_DemoLLM):
         cached = 0
         prefix = tokens.count_tokens(system, self.model)
         # OpenAI caches a repeated prompt prefix of 1,024+ tokens, in 128-token increments
-        if prefix >= 1024 and self._sim.cache_hit(_key("openai", self.model, system), 600):
+        if prefix >= 1024 and self._sim.cache_lookup(_key("openai", self.model, system), 600):
             cached = 1024 + (prefix - 1024) // 128 * 128
         return {
             "id": f"chatcmpl-{self._sim.rng.getrandbits(64):016x}",
@@ -267,7 +245,7 @@ class DemoAnthropic(_DemoLLM):
         if prefix and system.startswith(prefix):
             block = tokens.count_tokens(prefix, self.model)
             if block >= 1024:  # Anthropic's minimum cacheable prompt
-                if self._sim.cache_hit(_key("anthropic", self.model, prefix), 300):
+                if self._sim.cache_lookup(_key("anthropic", self.model, prefix), 300):
                     read = block
                 else:
                     write = block

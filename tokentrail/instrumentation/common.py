@@ -5,8 +5,10 @@ LangChain and LlamaIndex hooks both call these, so a span means the same whichev
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry.trace import Span, Status, StatusCode
 
@@ -121,3 +123,43 @@ def budget_settle(runtime: Any, reservation: Any, cost: Cost) -> None:
 def budget_release(runtime: Any, reservation: Any) -> None:
     if reservation is not None and runtime.budgets is not None:
         runtime.budgets.release(reservation)
+
+
+# -- undo handles ----------------------------------------------------------------------------
+
+
+class InstrumentationHandle:
+    """What `instrument_*()` returns: `.uninstrument()` (or `.undo()`, calling it, or leaving its
+    `with` block) undoes this handle, once. The integration counts handles and is removed when
+    the last one is undone, so a `with` block inside an instrumented program changes nothing."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self._active = True
+        self._undo_lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def uninstrument(self) -> None:
+        with self._undo_lock:
+            if not self._active:
+                return
+            self._active = False
+        self._release()
+
+    undo = uninstrument
+    __call__ = uninstrument
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstrument()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} active={self._active}>"
+
+
+_H = TypeVar("_H", bound=InstrumentationHandle)

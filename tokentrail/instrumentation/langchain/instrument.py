@@ -17,8 +17,8 @@ LangChain is uninstrumented when every handle has been undone (so nested `with` 
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 
+from ..common import InstrumentationHandle
 from .embeddings import patch_embeddings, unpatch_embeddings
 from .handler import TokentrailCallbackHandler
 
@@ -72,38 +72,13 @@ def is_instrumented() -> bool:
     return _slot.handler is not None
 
 
-class LangChainInstrumentation:
-    """The handle instrument_langchain() returns: `.uninstrument()` (or leave the `with` block)."""
+class LangChainInstrumentation(InstrumentationHandle):
+    """The handle instrument_langchain() returns: `.uninstrument()` (or leave the `with` block);
+    LangChain is restored when no handle is left."""
 
     def __init__(self) -> None:
         self.handler: TokentrailCallbackHandler = _acquire()
-        self._active = True
-
-    @property
-    def active(self) -> bool:
-        return self._active
-
-    def uninstrument(self) -> None:
-        """Undo this handle (idempotent); LangChain is restored when no handle is left."""
-        if self._active:
-            self._active = False
-            _release()
-
-    undo = uninstrument
-
-    def __enter__(self) -> LangChainInstrumentation:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.uninstrument()
-
-    def __repr__(self) -> str:
-        return f"<LangChainInstrumentation active={self._active}>"
+        super().__init__(_release)
 
 
 def instrument_langchain() -> LangChainInstrumentation:

@@ -14,8 +14,9 @@ OpenTelemetry spans (model calls with usage and cost, retrievers, tools, agents,
 from __future__ import annotations
 
 import threading
-from types import TracebackType
 from typing import Any
+
+from ..common import InstrumentationHandle
 
 try:
     from ._handler import (
@@ -99,17 +100,13 @@ _installed: _Installed | None = None
 _handles = 0
 
 
-class LlamaIndexInstrumentation:
+class LlamaIndexInstrumentation(InstrumentationHandle):
     """What `instrument_llamaindex()` returns: `uninstrument()` (or calling it, or leaving its
     `with` block) undoes this handle. Handles are counted: LlamaIndex stays instrumented until
     every handle is undone, so a `with` block inside an instrumented program changes nothing."""
 
     def __init__(self) -> None:
-        self._active = True
-
-    @property
-    def active(self) -> bool:
-        return self._active
+        super().__init__(_release)
 
     @property
     def span_handler(self) -> TokentrailSpanHandler | None:
@@ -122,29 +119,14 @@ class LlamaIndexInstrumentation:
         inst = _installed
         return list(inst.errors.seen) if inst is not None else []
 
-    def uninstrument(self) -> None:
-        global _installed, _handles
-        with _lock:
-            if not self._active:
-                return
-            self._active = False
-            _handles -= 1
-            if _handles == 0 and _installed is not None:
-                inst, _installed = _installed, None
-                inst.uninstall()
 
-    __call__ = uninstrument
-
-    def __enter__(self) -> LlamaIndexInstrumentation:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.uninstrument()
+def _release() -> None:
+    global _installed, _handles
+    with _lock:
+        _handles -= 1
+        if _handles == 0 and _installed is not None:
+            inst, _installed = _installed, None
+            inst.uninstall()
 
 
 def instrument_llamaindex() -> LlamaIndexInstrumentation:
