@@ -38,6 +38,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/budget_check.py
+	$(BIN)/python bench/row_encoding.py
 	$(BIN)/python bench/dashboard_queries.py
 
 clean:
