@@ -1,4 +1,5 @@
-"""Shared fixtures: every test gets its own tokentrail home (embedded store + spool)."""
+"""Shared fixtures: every test gets its own tokentrail home (embedded store + spool); a test that
+reads "now" (today, this month, a period, a relative window) takes the `clock` fixture."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import DEFAULT_NOW, FixedClock, installed
 
 import tokentrail
 from tokentrail import runtime
@@ -17,6 +19,14 @@ from tokentrail.store import open_store
 for _var in list(os.environ):
     if _var.startswith("TOKENTRAIL_"):
         del os.environ[_var]
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest) -> Iterator[FixedClock]:
+    """tokentrail's wall clock fixed at DEFAULT_NOW (or at the moment a test parametrizes it
+    with, see clocks.at_calendar_edges) for the test; it moves only when the test moves it."""
+    with installed(FixedClock(getattr(request, "param", DEFAULT_NOW))) as fixed:
+        yield fixed
 
 
 @pytest.fixture

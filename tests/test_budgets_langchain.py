@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import FixedClock
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -44,7 +45,8 @@ class PricedFake(BaseChatModel):
 
 
 @pytest.fixture
-def rt(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Tokentrail]:
+def rt(tt_home: Path, monkeypatch: pytest.MonkeyPatch, clock: FixedClock) -> Iterator[runtime.Tokentrail]:
+    clock.step_ns = 1_000_000  # a day budget: the calls happen on the fixed clock's day, 1 ms apart
     monkeypatch.setenv("TOKENTRAIL_BUDGET_REFRESH_SECONDS", "3600")
     inst = tokentrail.configure(
         home=tt_home, project="shop", prices=PRICES, budgets=[Budget(name="hard", limit_usd="1.00", period="day")]

@@ -10,18 +10,19 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clocks import DEFAULT_NOW, FixedClock
 
 from tokentrail import cli, runtime
 from tokentrail.cli import main
 from tokentrail.store import spool
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = DEFAULT_NOW  # the `clock` fixture's time: --since 7d counts back from it
 
 
 def _ns(t: datetime) -> int:
@@ -45,7 +46,7 @@ def _call(rt: runtime.Tokentrail, model: str, team: str, cost: str | None, when:
 
 
 @pytest.fixture
-def seeded(tt: runtime.Tokentrail) -> runtime.Tokentrail:
+def seeded(tt: runtime.Tokentrail, clock: FixedClock) -> runtime.Tokentrail:
     _call(tt, "gpt-4o", "search", "0.001234567", NOW - timedelta(days=10), 1000, 100)
     _call(tt, "gpt-4o", "growth", "0.002000000", NOW - timedelta(hours=5), 2000, 50)
     _call(tt, "gpt-4o-mini", "search", "0.000010000", NOW - timedelta(hours=2), 300, 20)

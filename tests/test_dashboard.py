@@ -1,6 +1,7 @@
 """The dashboard (Streamlit AppTest): every page against a store with known spans; each figure
 shown equals what SQL returns for the same filters; the password gate; the read-only SQL page;
-the empty store.
+the empty store. The wall clock is fixed (the `clock` fixture); the pages whose figures depend on
+"now" (the month-end forecast, relative ranges, budget periods) run at every calendar edge.
 
 Spans are written through the real path: a configured runtime's tracer, the semconv attributes
 that the instrumentation sets (usage and cost via instrumentation.common.record_usage), the
@@ -15,10 +16,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 pytest.importorskip("streamlit")
+from clocks import CALENDAR_EDGES, DST_ZONE, NS, FixedClock, at_calendar_edges
 from opentelemetry import trace as otel_trace
 from streamlit.testing.v1 import AppTest
 
@@ -34,6 +37,7 @@ from tokentrail.store import open_store
 from tokentrail.usage import Usage
 
 TIMEOUT = 60
+pytestmark = pytest.mark.usefixtures("clock")  # the dashboard's "now" is the fixed clock's
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Call:
 
 
 CALLS: tuple[Call, ...] = (
+    Call(0.01, "search", "qa", "alice", "gpt-4o-mini", "openai", Usage(600, 80)),  # 14 minutes ago: this month, today
     Call(1, "search", "qa", "alice", "gpt-4o-mini", "openai", Usage(1200, 300, cache_read_tokens=600)),
     Call(1.5, "search", "qa", "alice", "gpt-4o-mini", "openai", Usage(800, 120)),
     Call(2, "search", "summaries", "bob", "gpt-4o", "openai", Usage(3000, 500, cache_read_tokens=1024)),
@@ -97,8 +102,17 @@ def write_calls(rt: runtime.Tokentrail, calls: tuple[Call, ...], now: datetime) 
 
 
 @pytest.fixture
-def store_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+def store_now(clock: FixedClock) -> datetime:
+    return clock.now
+
+
+def ts(when: datetime) -> str:
+    """A UTC time as a ClickHouse DateTime64 literal (no SQL now(): the clock is fixed)."""
+    return f"toDateTime64('{when.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S.%f}', 6, 'UTC')"
+
+
+def days_before(now: datetime, days: int) -> str:
+    return f"timestamp >= {ts(now - timedelta(days=days))}"
 
 
 @pytest.fixture
@@ -131,19 +145,20 @@ def assert_clean(at: AppTest) -> None:
 
 
 MODEL_CALLS = "operation IN ('chat', 'text_completion', 'embeddings')"
-LAST_30D = "timestamp >= now() - INTERVAL 30 DAY"
 
 
-def test_overview_figures_equal_sql(filled: runtime.Tokentrail) -> None:
+@at_calendar_edges
+def test_overview_figures_equal_sql(filled: runtime.Tokentrail, store_now: datetime) -> None:
     at = app().run()
     assert_clean(at)
     m = metrics(at)
+    last_30d = days_before(store_now, 30)
     spend, tokens, calls, unpriced, errors = sql(
         filled,
         f"SELECT sum(cost_usd), sum(input_tokens + output_tokens), count(), countIf(cost_status = 'unpriced'), "
-        f"countIf(status = 'error') FROM tokentrail.spans WHERE {MODEL_CALLS} AND {LAST_30D}",
+        f"countIf(status = 'error') FROM tokentrail.spans WHERE {MODEL_CALLS} AND {last_30d}",
     )[0]
-    assert calls == 9
+    assert calls == 10
     assert m["Spend"] == fmt.usd(Decimal(spend))
     assert m["Tokens"] == fmt.count(tokens)
     assert m["Model calls"] == fmt.count(calls)
@@ -152,18 +167,35 @@ def test_overview_figures_equal_sql(filled: runtime.Tokentrail) -> None:
     assert m["Errors"] == fmt.count(errors) == "1"
     # the top-models table holds the exact Decimal sums
     top = at.dataframe[0].value
-    by_model = dict(sql(filled, f"SELECT request_model, sum(cost_usd) FROM tokentrail.spans WHERE {MODEL_CALLS} AND {LAST_30D} GROUP BY request_model"))
+    by_model = dict(sql(filled, f"SELECT request_model, sum(cost_usd) FROM tokentrail.spans WHERE {MODEL_CALLS} AND {last_30d} GROUP BY request_model"))
     for model, spent in zip(top["model"], top["spend_usd"], strict=True):
         assert spent == by_model[model]
+    # the month-end forecast: this calendar month (UTC) at the clock, whatever the range
+    month_start = store_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month_end = (month_start + timedelta(days=32)).replace(day=1)
+    rate_since = max(month_start, store_now - timedelta(days=7))
+    month, recent = sql(
+        filled,
+        f"SELECT sum(cost_usd), sumIf(cost_usd, timestamp >= {ts(rate_since)}) FROM tokentrail.spans "
+        f"WHERE {MODEL_CALLS} AND timestamp >= {ts(month_start)} AND timestamp < {ts(store_now)}",
+    )[0]
+    assert month is not None  # the call 14 minutes ago is in this month at every edge
+    day = Decimal(86400)
+    rate = Decimal(recent) / (Decimal((store_now - rate_since).total_seconds()) / day)
+    forecast = Decimal(month) + rate * Decimal((month_end - store_now).total_seconds()) / day
+    assert m[f"Spent in {store_now:%B %Y}"] == fmt.usd(Decimal(month))
+    assert m["Daily rate (last 7 days)"] == fmt.usd(rate)
+    assert m["Forecast at month end"] == fmt.usd(forecast)
 
 
-def test_url_filters_drive_every_figure_and_follow_the_widgets(filled: runtime.Tokentrail) -> None:
+@at_calendar_edges
+def test_url_filters_drive_every_figure_and_follow_the_widgets(filled: runtime.Tokentrail, store_now: datetime) -> None:
     at = app(range="7d", team="growth").run()
     assert_clean(at)
+    last_7d = days_before(store_now, 7)
     spend, calls = sql(
         filled,
-        f"SELECT sum(cost_usd), count() FROM tokentrail.spans WHERE {MODEL_CALLS} "
-        "AND timestamp >= now() - INTERVAL 7 DAY AND team = 'growth'",
+        f"SELECT sum(cost_usd), count() FROM tokentrail.spans WHERE {MODEL_CALLS} AND {last_7d} AND team = 'growth'",
     )[0]
     m = metrics(at)
     assert (m["Spend"], m["Model calls"]) == (fmt.usd(Decimal(spend)), fmt.count(calls))
@@ -174,7 +206,7 @@ def test_url_filters_drive_every_figure_and_follow_the_widgets(filled: runtime.T
     assert at.query_params["team"] == "growth" and at.query_params["range"] == "7d"
     (spend2,) = sql(
         filled,
-        f"SELECT sum(cost_usd) FROM tokentrail.spans WHERE {MODEL_CALLS} AND timestamp >= now() - INTERVAL 7 DAY "
+        f"SELECT sum(cost_usd) FROM tokentrail.spans WHERE {MODEL_CALLS} AND {last_7d} "
         "AND team = 'growth' AND request_model = 'claude-sonnet-4-5'",
     )[0]
     assert metrics(at)["Spend"] == fmt.usd(Decimal(spend2))
@@ -272,13 +304,13 @@ def test_efficiency_figures(filled: runtime.Tokentrail) -> None:
     assert at.dataframe[2].value["what_if_usd"].sum() == what
 
 
-def test_what_if_matches_per_call_pricing_across_tiers(filled: runtime.Tokentrail) -> None:
+def test_what_if_matches_per_call_pricing_across_tiers(filled: runtime.Tokentrail, store_now: datetime) -> None:
     """Calls on both sides of a tier threshold (a cliff on input tokens) re-price exactly."""
     big = (
         Call(0.5, "search", "qa", "zed", "gpt-4o", "openai", Usage(250_000, 1_000, cache_read_tokens=100_000)),
         Call(0.6, "search", "qa", "zed", "gpt-4o", "openai", Usage(150_000, 2_000, cache_write_tokens=10_000)),
     )
-    write_calls(filled, big, datetime.now(timezone.utc))
+    write_calls(filled, big, store_now)
     prices = PriceBook()
     f = queries.Filters(user_id="zed")
     with open_store(filled.settings) as store:
@@ -293,32 +325,56 @@ def test_what_if_matches_per_call_pricing_across_tiers(filled: runtime.Tokentrai
     assert result.actual_usd == sum((r["cost_usd"] for r in rows), Decimal(0))
 
 
+@at_calendar_edges
 def test_budgets_page(tt_home: Path, store_now: datetime) -> None:
+    """A month budget in UTC and a day budget in New York, on the page at every calendar edge:
+    spent, and the forecast over the period's real length (23 hours on the day clocks go forward)."""
     Path("tokentrail.toml").write_text(
         '[[budgets]]\nname = "search-team"\nlimit_usd = 0.01\nperiod = "month"\nscope = { team = "search" }\naction = "warn"\n'
+        f'[[budgets]]\nname = "search-ny-day"\nlimit_usd = 1\nperiod = "day"\ntimezone = "{DST_ZONE}"\n'
+        'scope = { team = "search" }\naction = "warn"\n'
     )
     rt = tokentrail.configure(home=tt_home, project="test")
+    month_start = store_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month_end = (month_start + timedelta(days=32)).replace(day=1)
+    local = store_now.astimezone(ZoneInfo(DST_ZONE)).date()
+    day_start = datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(DST_ZONE)).astimezone(timezone.utc)
+    day_end = (datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(DST_ZONE)) + timedelta(days=1)).astimezone(timezone.utc)
+    if store_now == CALENDAR_EDGES["dst-change"]:
+        assert day_end - day_start == timedelta(hours=23)
     try:
         write_calls(rt, CALLS, store_now)
         with open_store(rt.settings) as store:
             store.client.command(
                 "INSERT INTO tokentrail.budget_events (timestamp, budget, event, spent_usd, limit_usd, period_start, message, event_id) "
-                "VALUES (now64(6), 'search-team', 'warn', 0.0051, 0.01, toStartOfMonth(now()), 'search-team reached 50%', 'e1')"
+                f"VALUES ({ts(store_now)}, 'search-team', 'warn', 0.0051, 0.01, {ts(month_start)}, 'search-team reached 50%', 'e1')"
             )
         dash_data.refresh()
         at = app().run()
         at.switch_page("views/budgets.py").run()
         assert_clean(at)
-        month_start = store_now.replace(day=1, hour=0, minute=0, second=0)
-        (spent,) = sql(
-            rt,
-            "SELECT sum(cost_usd) FROM tokentrail.spans WHERE team = 'search' AND cost_usd IS NOT NULL "
-            f"AND timestamp >= '{month_start:%Y-%m-%d %H:%M:%S}'",
-        )[0]
+
+        def spent(start: datetime, end: datetime) -> Decimal:
+            (total,) = sql(
+                rt,
+                "SELECT sum(cost_usd) FROM tokentrail.spans WHERE team = 'search' AND cost_usd IS NOT NULL "
+                f"AND timestamp >= {ts(start)} AND timestamp < {ts(end)}",
+            )[0]
+            assert total is not None  # the call 14 minutes ago is in both periods at every edge
+            return Decimal(total)
+
+        def forecast(amount: Decimal, start: datetime, end: datetime) -> Decimal:
+            elapsed, length = int((store_now - start).total_seconds()) * NS, int((end - start).total_seconds()) * NS
+            return (amount * length / elapsed).quantize(Decimal("1e-9"))
+
+        month, day = spent(month_start, month_end), spent(day_start, day_end)
         m = metrics(at)
-        assert m["Spent"] == fmt.usd(Decimal(spent))
+        assert m["Spent"] == fmt.usd(month)
         assert m["Limit"] == "$0.0100"
-        assert at.dataframe[0].value["spent_usd"][0] == spent
+        summary = at.dataframe[0].value
+        assert list(summary["budget"]) == ["search-team", "search-ny-day"]
+        assert list(summary["spent_usd"]) == [month, day]
+        assert list(summary["forecast_usd"]) == [forecast(month, month_start, month_end), forecast(day, day_start, day_end)]
         events = at.dataframe[1].value
         assert list(events["message"]) == ["search-team reached 50%"]
         assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
@@ -412,9 +468,9 @@ def test_unreachable_server_is_a_message_not_a_traceback(tt_home: Path, monkeypa
     assert not at.metric
 
 
-def test_reprice_follows_time_of_day_prices(filled: runtime.Tokentrail) -> None:
+def test_reprice_follows_time_of_day_prices(filled: runtime.Tokentrail, store_now: datetime) -> None:
     """deepseek prices by time of day (off-peak): re-pricing goes by the call's half hour."""
-    midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = store_now.replace(hour=0, minute=0, second=0, microsecond=0)
     calls = (
         Call(0.25, "search", "qa", "yan", "deepseek-chat", "deepseek", Usage(20_000, 1_000, cache_read_tokens=15_000)),  # 18:00
         Call(0.6, "search", "qa", "yan", "deepseek-chat", "deepseek", Usage(30_000, 2_000, cache_read_tokens=5_000)),  # 09:36

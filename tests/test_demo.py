@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from clocks import DEFAULT_NOW, FixedClock, installed
 
 from tokentrail import cli, demo, runtime
 from tokentrail.budgets import budget_status
@@ -27,6 +28,7 @@ from tokentrail.errors import format_usd as fmt_usd
 from tokentrail.store import open_store
 
 CENT = Decimal("0.01")
+pytestmark = pytest.mark.usefixtures("clock")  # the demo's days end at the fixed clock's now
 
 
 @pytest.fixture
@@ -264,7 +266,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
     home = tmp_path_factory.mktemp("demo-budgets") / "tt-home"
     out = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp:
+    with installed(FixedClock(DEFAULT_NOW)), pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOKENTRAIL_HOME", str(home))
         mp.chdir(home.parent)
         try:
@@ -334,7 +336,7 @@ def test_demo_writes_its_budgets_and_says_how_to_see_them(demo_home: tuple[Path,
 def test_budgets_command_agrees_with_sql_after_the_demo(demo_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = resolve()
     assert settings.config_file == demo_config
-    now = datetime.now(timezone.utc)
+    now = DEFAULT_NOW  # the demo ran at the `clock` fixture's time
     with open_store(settings) as store:
         rows = budget_status(store, settings, now)
         expected = _sql_spend(store, now)
@@ -429,7 +431,7 @@ def test_summarize_falls_back_to_gemini_when_a_budget_refuses_haiku(tt_home: Pat
         budgets=[Budget(name="summaries", limit_usd="0.02", period="day", scope={"feature": "summarize"})],
     )
     try:
-        now = datetime.now(timezone.utc)
+        now = DEFAULT_NOW
         clock = DemoClock(now - timedelta(hours=2), now - timedelta(hours=1), random.Random(0))
         rt.clock = clock
         sim = Simulator(rng=random.Random(0), clock=clock)

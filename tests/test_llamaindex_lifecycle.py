@@ -48,8 +48,10 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
 
 
 @pytest.fixture
-def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """configure(budgets=...) + instrumentation; the budget refresh only runs at start."""
+def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch, clock: Any) -> Iterator[Any]:
+    """configure(budgets=...) + instrumentation; the budget refresh only runs at start; day and
+    month budgets count on the fixed clock (1 ms a read)."""
+    clock.step_ns = 1_000_000
     monkeypatch.setenv("TOKENTRAIL_BUDGET_REFRESH_SECONDS", "3600")
     made: list[runtime.Tokentrail] = []
     handle = tokentrail.instrument_llamaindex()

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -27,6 +27,7 @@ from typing import IO, Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from . import clock
 from .errors import ConfigError, TokentrailError
 from .runtime import VERSION
 
@@ -296,7 +297,7 @@ _PRICE_ROWS = (
 def cmd_prices(args: argparse.Namespace, console: Console) -> int:
     from .pricing import PriceBook
 
-    when = datetime.now(timezone.utc) if args.at is None else _flag_time(args.at, "--at")
+    when = clock.now() if args.at is None else _flag_time(args.at, "--at")
     settings = _settings(args)
     info = PriceBook(settings.prices).describe(args.model, args.provider, when)
     priced = info.get("status") in ("priced", "override")
@@ -496,7 +497,7 @@ def _earlier_spend(settings: Any, days: int) -> Any:
     from .queries import Filters, totals
 
     with _open(settings) as store:
-        return totals(store, Filters(since=datetime.now(timezone.utc) - timedelta(days=days, minutes=15)))
+        return totals(store, Filters(since=clock.now() - timedelta(days=days, minutes=15)))
 
 
 def _shell_path(path: Path) -> str:

@@ -35,6 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from . import clock
 from . import semconv as sc
 from .errors import ConfigError
 from .providers import UNKNOWN, genai_prices_provider_id, infer_provider
@@ -541,7 +542,7 @@ class PriceBook:
             pid, priceable = self._provider_id(provider)
             if not priceable:
                 return _unpriced(f"no list price for {provider}: add a price override")
-            when = _utc(when or datetime.now(timezone.utc))
+            when = _utc(when or clock.now())
             entry = self._entry(model, pid, when)
             if entry is None:
                 return _unpriced()
@@ -571,7 +572,7 @@ class PriceBook:
         are the effective ones (the input price when the model has no cache price); ``tiers``
         lists (threshold input tokens, price) cliffs per price; ``other`` holds the model's
         prices for units tokentrail does not count (searches, audio, requests...)."""
-        when = _utc(when or datetime.now(timezone.utc))
+        when = _utc(when or clock.now())
         out: dict[str, Any] = {
             "model": model,
             "provider": provider or UNKNOWN,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 
+from . import clock as wall_clock
 from . import config as config_mod
 from .config import Settings
 from .context import Attribution
@@ -69,7 +69,7 @@ class Tokentrail:
         self._budgets: Any = None
         self._closed = False
         # Wall clock in ns for span times and price dates; the demo and tests shift it.
-        self.clock: Callable[[], int] = time.time_ns
+        self.clock: Callable[[], int] = wall_clock.now_ns
 
     def now_ns(self) -> int:
         return self.clock()

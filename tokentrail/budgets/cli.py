@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from .. import clock
 from .status import BudgetStatus, fmt_usd, status
 
 __all__ = ["budgets_command", "budgets_table"]
@@ -81,7 +82,7 @@ def budgets_command(settings: Any, console: Console, now: datetime | None = None
     from ..store import open_store
 
     with open_store(settings, lock_timeout=30.0) as store:
-        rows = status(store, settings, now or datetime.now(timezone.utc))
+        rows = status(store, settings, now or clock.now())
     console.print(budgets_table(rows, {b.name: b.timezone for b in budgets}))
     console.print(
         "spend as the store holds it (flushed by every process); forecast: this period's rate carried to its end",

@@ -7,13 +7,13 @@ to the period's end.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, cast
 
+from .. import clock
 from ..errors import format_usd as fmt_usd
 from ..store import DATABASE
 from .model import Budget, CompiledBudget, coerce_budgets, compile_budget, scope_value
@@ -64,7 +64,7 @@ class BudgetStatus:
 
 def _now_ns(now: datetime | int | None) -> int:
     if now is None:
-        return time.time_ns()
+        return clock.now_ns()
     if isinstance(now, datetime):
         if now.tzinfo is None:
             now = now.replace(tzinfo=timezone.utc)

@@ -13,6 +13,7 @@ from typing import cast
 
 import streamlit as st
 
+from .. import clock
 from ..queries import Filters
 
 RANGES: dict[str, str] = {
@@ -69,7 +70,7 @@ class View:
 
 def now() -> datetime:
     """Now to the minute: relative ranges stay equal across reruns, so the cache can serve them."""
-    return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    return clock.now().replace(second=0, microsecond=0)
 
 
 def time_range(range_key: str, start: date | None, end: date | None) -> tuple[datetime | None, datetime | None]:

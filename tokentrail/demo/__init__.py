@@ -26,10 +26,11 @@ import importlib
 import importlib.util
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from .. import clock as wall_clock
 from .budget_config import start_budget_sync
 from .clock import DemoClock
 
@@ -87,7 +88,7 @@ def run_demo(
         raise ValueError("run_demo needs the default instance: pass tokentrail.configure(...)'s result")
     if days < 1 or calls < 1:
         raise ValueError("days and calls must be at least 1")
-    end = (now or datetime.now(timezone.utc)) - timedelta(minutes=1)
+    end = (now or wall_clock.now()) - timedelta(minutes=1)
     start = end - timedelta(days=days)
     clock = DemoClock(start, end, random.Random(seed))
     li = _llamaindex_traffic()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from .. import clock
 from .. import semconv as sc
 from ..errors import ConfigError
 from ..store import DATABASE
@@ -66,7 +67,7 @@ def parse_time(value: datetime | date | str, *, now: datetime | None = None, fie
     if not isinstance(value, str):
         raise ConfigError(field_name, f"{value!r} is not a time", "use 7d, 24h, or a date like 2026-01-31")
     if _WINDOW_RE.match(value):
-        return (now or datetime.now(timezone.utc)) - parse_window(value)
+        return (now or clock.now()) - parse_window(value)
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -117,7 +118,7 @@ class Filters:
     provider: FilterValue = None
 
     def time_range(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
-        now = now or datetime.now(timezone.utc)
+        now = now or clock.now()
         since = parse_time(self.since, now=now, field_name="since") if self.since is not None else None
         until = parse_time(self.until, now=now, field_name="until") if self.until is not None else None
         if since and until and since >= until:

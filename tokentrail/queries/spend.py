@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from .. import clock
 from ..errors import ConfigError
 from ..store import Store
 from .filters import FILTER_FIELDS, GROUP_BY, SPANS, Filters, _utc, model_calls
@@ -230,7 +231,7 @@ def month_forecast(
     and the month-end forecast at the last `window_days` days' rate."""
     from dataclasses import replace
 
-    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    now = (now or clock.now()).astimezone(timezone.utc)
     start, end = _month_bounds(now)
     rate_since = max(start, now - timedelta(days=window_days))
     where = model_calls(replace(filters or Filters(), since=start, until=now), now=now)
