@@ -1,4 +1,4 @@
-"""The `tokentrail` command: sql, report, prices, ingest, demo, dashboard, budgets (SPEC §8).
+"""The `tokentrail` command: sql, report, prices, ingest, status, demo, dashboard, budgets (SPEC §8).
 
 Every command opens the store at most once (the embedded store admits one process at a time).
 A user error prints one line, `tokentrail: <what>: <problem>; <fix>`, to stderr and exits 2 for
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -338,23 +338,34 @@ def _flag_time(value: str, flag: str) -> datetime:
 
 
 # -- ingest --------------------------------------------------------------------------------
+_RETRY_HINT = "fix or delete it (the store's error is beside it in <file>.error.txt), then `tokentrail ingest --retry-rejected`"
+
+
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
-    from .store import DATABASE
+    from .store import DATABASE, spool
+    from .store.status import where
 
     settings = _settings(args)
+    requeued = spool.requeue_rejected(settings.spool_dir) if args.retry_rejected else 0
     with _open_no_ingest(settings) as store:
         before = _row_counts(store, DATABASE)
-        batches = store.ingest()
+        done = store.ingest()
         after = _row_counts(store, DATABASE)
     added = {t: after[t] - before.get(t, 0) for t in after}
-    where = settings.clickhouse_url if not settings.embedded else str(settings.embedded_path)
-    if batches == 0:
+    if requeued:
+        console.print(f"retried {requeued} set-aside file{'s' if requeued != 1 else ''}")
+    if done.batches == 0 and not done.set_aside:
         console.print(f"spool empty ({settings.spool_dir}); nothing to ingest")
-    else:
+    elif done.batches:
         console.print(
-            f"ingested {batches} batch{'es' if batches != 1 else ''} into {where}: "
+            f"ingested {done.batches} batch{'es' if done.batches != 1 else ''} into {where(settings)}: "
             f"{added.get('spans', 0):,} spans, {added.get('budget_events', 0):,} budget events"
+            + (f", {added['lost_spans']:,} lost-spans records" if added.get("lost_spans") else "")
         )
+    for path, why in done.set_aside:
+        console.print(f"set aside {path} (the store refused it: {why[:200]})", style="yellow")
+    if done.set_aside:
+        console.print(f"{len(done.set_aside)} file(s) set aside, the others ingested; {_RETRY_HINT}", style="yellow")
     return EXIT_OK
 
 
@@ -366,10 +377,68 @@ def _open_no_ingest(settings: Any) -> Any:
 
 def _row_counts(store: Any, database: str) -> dict[str, int]:
     rows = store.rows(
-        "SELECT name, total_rows FROM system.tables WHERE database = {db:String} AND name IN ('spans', 'budget_events')",
+        "SELECT name, total_rows FROM system.tables WHERE database = {db:String} "
+        "AND name IN ('spans', 'budget_events', 'lost_spans')",
         {"db": database},
     )
     return {str(n): int(c or 0) for n, c in rows}
+
+
+# -- status --------------------------------------------------------------------------------
+def _bytes(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from .store.status import gather
+
+    settings = _settings(args)
+    st = gather(settings, timeout_s=args.timeout)
+    if args.format == "json":
+        write_json(st.to_json(), sys.stdout)
+        return EXIT_OK if st.store.reachable else EXIT_RUNTIME
+    table = Table(title=f"tokentrail status ({settings.home})", show_header=False, header_style="bold")
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    s = st.store
+    if s.reachable:
+        table.add_row("store", f"{s.where}: reachable, {s.spans or 0:,} spans, {s.budget_events or 0:,} budget events")
+    else:
+        table.add_row("store", f"{s.where}: UNREACHABLE ({s.why})")
+    d = st.spool
+    waiting = f"{d.files:,} file(s), {_bytes(d.bytes)} of the {_bytes(settings.spool_max_bytes)} cap"
+    if d.oldest_ns is not None:
+        oldest = datetime.fromtimestamp(d.oldest_ns / 1e9, tz=timezone.utc)
+        waiting += f", oldest {oldest:%Y-%m-%d %H:%M:%S} UTC; `tokentrail ingest` stores them now"
+    table.add_row("spool", waiting if d.files else f"empty ({settings.spool_dir})")
+    if st.rejected:
+        lines = [f"{r.path} ({_bytes(r.bytes)}): {r.error[:160]}" for r in st.rejected]
+        table.add_row("set aside", "\n".join([f"{len(st.rejected)} file(s) the store refused:", *lines, _RETRY_HINT]))
+    else:
+        table.add_row("set aside", "none")
+    lost = st.lost
+    if lost.rows:
+        when = f" between {lost.first:%Y-%m-%d %H:%M} and {lost.last:%Y-%m-%d %H:%M} UTC" if lost.first and lost.last else ""
+        table.add_row(
+            "lost",
+            f"{lost.spans:,} spans ({lost.model_spans:,} model calls, ${lost.cost_usd} known cost, "
+            f"{lost.unpriced_model_spans:,} unpriced) and {lost.rows - lost.spans:,} other rows{when}; "
+            f"last: {lost.last_reason} ({lost.last_message[:160]})",
+        )
+    else:
+        table.add_row("lost", "nothing")
+    err = st.last_error
+    if err is not None:
+        alive = {True: "running", False: "exited", None: "on another host"}[err.get("alive")]
+        state = f"failing since {err['failing_since']}" if err.get("failing_since") else f"recovered, last ok {err.get('last_ok_at')}"
+        table.add_row("last export error", f"{err.get('last_error_at')} (pid {err.get('pid')}, {alive}, {state}): {err['last_error']}")
+    else:
+        table.add_row("last export error", "none recorded")
+    console.print(table)
+    return EXIT_OK if s.reachable else EXIT_RUNTIME
 
 
 # -- dashboard -----------------------------------------------------------------------------
@@ -676,7 +745,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prices)
 
     p = sub.add_parser("ingest", parents=[common], help="drain the spool into the store now")
+    p.add_argument("--retry-rejected", action="store_true", help="first put the files set aside in spool/rejected back")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("status", parents=[common], help="store reachable, spool depth, set-aside files, lost spans, export errors")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the store (default 5)")
+    p.set_defaults(func=cmd_status)
 
     dash = _Parser(add_help=False)
     dash.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -23,6 +23,7 @@ else:  # pragma: no cover
 CONFIG_FILE_NAME = "tokentrail.toml"
 _URL_SCHEMES = ("http://", "https://", "chdb://")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,128}$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -42,6 +43,13 @@ class Settings:
         capture_content: record prompts and completions on spans (off by default: privacy).
         service_name: the OpenTelemetry service.name of the spans.
         webhook_url: where budget alerts are POSTed, if anywhere.
+        insert_deadline_s: the longest one insert into a server may take (connect, migrate,
+            insert) before its batch goes to the spool and the server is retried later.
+        spool_max_bytes: the spool's size cap; past it new batches are counted as lost.
+        queue_max_spans: finished spans held in memory for the exporter; past it the thread
+            ending a span writes the oldest batch to the spool itself (nothing is dropped).
+        sql_max_seconds, sql_max_memory_bytes, sql_max_rows: limits on user SQL (`tokentrail
+            sql`, the dashboard's SQL page): execution time, memory, result rows.
         config_file: the tokentrail.toml that was read, if any.
     """
 
@@ -54,6 +62,12 @@ class Settings:
     capture_content: bool = False
     service_name: str = "tokentrail-app"
     webhook_url: str | None = None
+    insert_deadline_s: float = 5.0
+    spool_max_bytes: int = 1 << 30
+    queue_max_spans: int = 8192
+    sql_max_seconds: float = 30.0
+    sql_max_memory_bytes: int = 4 << 30
+    sql_max_rows: int = 1_000_000
     config_file: Path | None = None
 
     @property
@@ -84,6 +98,12 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
     "capture_content": ("TOKENTRAIL_CAPTURE_CONTENT", "bool"),
     "service_name": ("OTEL_SERVICE_NAME", "name"),
     "webhook_url": ("TOKENTRAIL_WEBHOOK_URL", "webhook"),
+    "insert_deadline_s": ("TOKENTRAIL_INSERT_DEADLINE_SECONDS", "seconds"),
+    "spool_max_bytes": ("TOKENTRAIL_SPOOL_MAX_BYTES", "bytes"),
+    "queue_max_spans": ("TOKENTRAIL_QUEUE_MAX_SPANS", "count"),
+    "sql_max_seconds": ("TOKENTRAIL_SQL_MAX_SECONDS", "seconds"),
+    "sql_max_memory_bytes": ("TOKENTRAIL_SQL_MAX_MEMORY", "bytes"),
+    "sql_max_rows": ("TOKENTRAIL_SQL_MAX_ROWS", "count"),
 }
 ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
 
@@ -167,6 +187,26 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ConfigError(where, f"{value!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
         return value
+    if kind == "seconds":
+        try:
+            seconds = float(value) if not isinstance(value, bool) else -1.0
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not 0 < seconds < 1e6:
+            raise ConfigError(where, f"{value!r} is not a number of seconds", "give a positive number such as 5 or 0.5")
+        return seconds
+    if kind == "count":
+        n = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and value.strip().replace("_", "").isdigit():
+            n = int(value.strip().replace("_", ""))
+        if n is None or n < 1:
+            raise ConfigError(where, f"{value!r} is not a whole number of at least 1", "give one such as 1000")
+        return n
+    if kind == "bytes":
+        size = _bytes(value)
+        if size is None or size < 1:
+            raise ConfigError(where, f"{value!r} is not a size", "give bytes or a size such as 512MiB or 2GiB")
+        return size
     if kind == "prices":
         from .pricing import parse_overrides
 
@@ -180,6 +220,22 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
 
         return tuple(coerce_budgets(value))
     raise AssertionError(kind)  # pragma: no cover
+
+
+def _bytes(value: Any) -> int | None:
+    """Bytes from an int or a size: "512MiB", "2 GiB", "1GB", "4096"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        return None
+    m = _SIZE_RE.match(value)
+    if not m:
+        return None
+    unit = (m.group(2) or "").upper().removesuffix("B")  # "", "K", "KI", "M", "MI", ...
+    if not unit:
+        return int(float(m.group(1)))
+    power = "KMGT".index(unit[0]) + 1
+    return int(float(m.group(1)) * ((1024 if unit.endswith("I") else 1000) ** power))
 
 
 _UNSET: Any = object()

@@ -9,14 +9,16 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 from . import clock as wall_clock
 from . import config as config_mod
@@ -44,11 +46,37 @@ class _OpenSpans(SpanProcessor):
             self.open -= 1
 
 
+class _Ledger(Sampler):
+    """Every tokentrail span is recorded: it is an entry of the cost ledger, whatever the
+    sampling of the trace it joins. Inside an unsampled trace it is recorded but stays
+    unsampled (RECORD_ONLY), so the sampling of the user's own spans under it is unchanged."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = get_current_span(parent_context).get_span_context()
+        if not parent.is_valid:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, None)
+        decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.RECORD_ONLY
+        return SamplingResult(decision, attributes, parent.trace_state)
+
+    def get_description(self) -> str:
+        return "TokentrailLedger"
+
+
 class Tokentrail:
     """One configured tokentrail: build with `tokentrail.configure()`."""
 
     def __init__(self, settings: Settings, *, span_processors: tuple[SpanProcessor, ...] = ()) -> None:
         from .exporters.clickhouse import ClickHouseSpanExporter
+        from .exporters.processor import LedgerSpanProcessor
 
         self.settings = settings
         self.defaults = Attribution(project=settings.project, environment=settings.environment)
@@ -57,11 +85,12 @@ class Tokentrail:
         self.prices = PriceBook(settings.prices)
         self.exporter = ClickHouseSpanExporter(settings)
         self.provider = TracerProvider(
-            resource=Resource.create({"service.name": settings.service_name})
+            resource=Resource.create({"service.name": settings.service_name}), sampler=_Ledger()
         )
         self._open_spans = _OpenSpans()
         self.provider.add_span_processor(self._open_spans)
-        self.processor = BatchSpanProcessor(self.exporter, schedule_delay_millis=1000)
+        # not BatchSpanProcessor: it drops spans when its queue is full (see exporters/processor.py)
+        self.processor = LedgerSpanProcessor(self.exporter, max_queue=settings.queue_max_spans)
         self.provider.add_span_processor(self.processor)
         for p in span_processors:
             self.provider.add_span_processor(p)

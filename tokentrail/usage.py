@@ -11,19 +11,33 @@ out of their input count, Gemini and xAI leave reasoning out of their output cou
 reader below adds what its provider leaves out, so nothing is counted twice or lost. Where a
 ``total`` is reported it is used to tell the two conventions apart.
 
+Values are made safe here, where they enter: a count that is negative, non-finite, not a number
+(a bool, a nested object, text) or absurd (above MAX_TOKENS) is dropped to 0, and the Usage lists
+it in ``invalid`` ("key=raw value"), which becomes the span attribute ``tokentrail.usage.invalid``.
+Costs are bounded to what the store's Decimal(18, 9) columns hold (``cost_or_none``).
+
 No framework is imported here: LangChain objects are read by duck typing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import functools
+import math
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
 
 from . import semconv as sc
 
 __all__ = [
+    "MAX_COST_USD",
+    "MAX_TOKENS",
     "Usage",
+    "cost_or_none",
+    "count_or_none",
     "from_langchain_message",
     "from_langchain_result",
     "from_mapping",
@@ -42,6 +56,8 @@ class Usage:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False  # True when a tokenizer counted, not the provider
+    # counts the provider sent that were not counts ("prompt_tokens=-5"): dropped to 0
+    invalid: tuple[str, ...] = ()
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -53,6 +69,7 @@ class Usage:
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             estimated=self.estimated or other.estimated,
+            invalid=_merge(self.invalid, other.invalid),
         )
 
     @property
@@ -71,10 +88,11 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-def usage_attributes(u: Usage) -> dict[str, int | bool]:
+def usage_attributes(u: Usage) -> dict[str, int | bool | list[str]]:
     """Span attributes for a usage. Input and output are always set; the subsets and the
-    estimated flag only when non-zero / true, to keep spans lean (a missing one reads as 0)."""
-    attrs: dict[str, int | bool] = {
+    estimated and invalid flags only when non-zero / true, to keep spans lean (a missing one
+    reads as 0)."""
+    attrs: dict[str, int | bool | list[str]] = {
         sc.GEN_AI_USAGE_INPUT_TOKENS: u.input_tokens,
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: u.output_tokens,
     }
@@ -86,7 +104,113 @@ def usage_attributes(u: Usage) -> dict[str, int | bool]:
         attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = u.reasoning_tokens
     if u.estimated:
         attrs[sc.USAGE_ESTIMATED] = True
+    if u.invalid:
+        attrs[sc.USAGE_INVALID] = list(u.invalid)
     return attrs
+
+
+# -- safe values -----------------------------------------------------------------------------
+
+# More tokens than one call can bill (context windows hold ~1e6-1e7): a bigger count is a
+# provider's or a proxy's bug, and priced it would put an absurd figure in the ledger.
+MAX_TOKENS = 1_000_000_000
+# the largest value the store's Decimal(18, 9) cost columns hold
+MAX_COST_USD = Decimal("999999999.999999999")
+_NANO = Decimal("1e-9")
+_MAX_INVALID = 16  # flags kept per usage: enough to say what was wrong
+
+
+def count_or_none(value: Any) -> int | None:
+    """A token count as an int in [0, MAX_TOKENS]; None when `value` is not one (negative,
+    non-finite, fractional, a bool, text that is no number, a nested object, or absurd).
+    Integral floats and numeric strings ("12", "12.0", "1e3") are counts."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_TOKENS else None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            return None
+        return count_or_none(int(value))
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 32:  # no count needs 32 characters (and int() of a huge one is slow)
+            return None
+        try:
+            return count_or_none(int(text))
+        except ValueError:
+            try:
+                return count_or_none(float(text))
+            except ValueError:
+                return None
+    if isinstance(value, Decimal):
+        if not value.is_finite() or value != value.to_integral_value():
+            return None
+        return count_or_none(int(value))
+    try:
+        return count_or_none(operator.index(value))  # numpy integers and the like
+    except TypeError:
+        return None
+
+
+def cost_or_none(value: Any) -> Decimal | None:
+    """A cost in USD as a Decimal at 9 places that Decimal(18, 9) holds; None when `value` is
+    not one (non-finite, not a number, beyond +-999,999,999.999999999)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        if not d.is_finite() or abs(d) > MAX_COST_USD:
+            return None
+        return d.quantize(_NANO)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def raw_text(value: Any, limit: int = 100) -> str:
+    """A raw value as kept beside its flag: its repr, cut short."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# values dropped while one payload is read (see _collecting)
+_invalid: ContextVar[list[str] | None] = ContextVar("tokentrail_usage_invalid", default=None)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _merge(a: tuple[str, ...], b: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*a, *b)))[:_MAX_INVALID]
+
+
+def _note(key: str, value: Any) -> None:
+    bucket = _invalid.get()
+    if bucket is not None and len(bucket) < _MAX_INVALID:
+        bucket.append(f"{key}={raw_text(value)}")
+
+
+def _collecting(func: F) -> F:
+    """The Usage `func` returns lists the values dropped while it read its payload (the
+    outermost reader collects for the readers it calls)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _invalid.get() is not None:
+            return func(*args, **kwargs)
+        bucket: list[str] = []
+        token = _invalid.set(bucket)
+        try:
+            usage = func(*args, **kwargs)
+        finally:
+            _invalid.reset(token)
+        if bucket and isinstance(usage, Usage):
+            usage = replace(usage, invalid=_merge(usage.invalid, bucket))
+        return usage
+
+    return wrapper  # type: ignore[return-value]
 
 
 # -- reading raw values ----------------------------------------------------------------------
@@ -123,23 +247,17 @@ def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
     return {k: v for k, v in attrs.items() if not k.startswith("_")}
 
 
-def _int(value: Any) -> int:
-    """A count: ints (and integral floats / numeric strings) as int, anything else 0."""
-    if value is None or isinstance(value, bool):
+def _int(value: Any, key: str = "count") -> int:
+    """A count (see count_or_none); a value that is none is noted under `key` and read as 0."""
+    if value is None:
         return 0
-    if isinstance(value, int):
-        return max(value, 0)
-    if isinstance(value, float):
-        return max(int(value), 0) if value == value else 0  # NaN -> 0
-    if isinstance(value, str):
-        try:
-            return max(int(value.strip()), 0)
-        except ValueError:
-            return 0
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # the common case, fast
+        return value
+    n = count_or_none(value)
+    if n is None:
+        _note(key, value)
         return 0
+    return n
 
 
 def _get(m: Mapping[str, Any], *keys: str) -> int:
@@ -147,7 +265,7 @@ def _get(m: Mapping[str, Any], *keys: str) -> int:
     for k in keys:
         v = m.get(k)
         if v is not None:
-            return _int(v)
+            return _int(v, k)
     return 0
 
 
@@ -193,6 +311,7 @@ def _excludes(total: int | None, whole: int, part: int, other: int) -> bool | No
 _WRAPPER_KEYS = ("usage_metadata", "usageMetadata", "usage", "token_usage", "billed_units", "meta")
 
 
+@_collecting
 def from_mapping(d: Mapping[str, Any] | Any, provider: str | None = None) -> Usage | None:
     """Normalise a raw usage payload (dict or object) of any supported provider.
 
@@ -251,7 +370,7 @@ def _tiered(details: Mapping[str, Any], name: str) -> int:
     ``priority_cache_read`` / ``flex_reasoning`` instead of ``cache_read`` / ``reasoning`` for
     priority and flex requests."""
     suffix = "_" + name
-    return sum(_int(v) for k, v in details.items() if k == name or (isinstance(k, str) and k.endswith(suffix)))
+    return sum(_int(v, k) for k, v in details.items() if k == name or (isinstance(k, str) and k.endswith(suffix)))
 
 
 def _langchain(m: Mapping[str, Any]) -> Usage:
@@ -266,7 +385,7 @@ def _langchain(m: Mapping[str, Any]) -> Usage:
     inp = _get(m, "input_tokens")
     out = _get(m, "output_tokens")
     total = m.get("total_tokens")
-    total_i = _int(total) if total is not None else None
+    total_i = _int(total, "total_tokens") if total is not None else None
     # usage_metadata input includes cache tokens by contract; an integration that got it wrong
     # shows itself by a total that only adds up with the cache tokens added
     if _excludes(total_i, inp, cache_read + cache_write, out):
@@ -287,7 +406,7 @@ def _openai_chat(m: Mapping[str, Any], p: str) -> Usage:
     cache_write = _get(ptd, "cache_write_tokens", "cache_creation_tokens") or _get(m, "cache_creation_input_tokens")
     reasoning = _get(ctd, "reasoning_tokens")
     total = m.get("total_tokens")
-    total_i = _int(total) if total is not None else None
+    total_i = _int(total, "total_tokens") if total is not None else None
     if reasoning:
         # OpenAI counts reasoning inside completion_tokens; xAI reports it beside them
         # (total = prompt + completion + reasoning)
@@ -322,7 +441,7 @@ def _bedrock(m: Mapping[str, Any]) -> Usage:
     cache_read = _get(m, "cacheReadInputTokens")
     cache_write = _get(m, "cacheWriteInputTokens")
     total = m.get("totalTokens")
-    total_i = _int(total) if total is not None else None
+    total_i = _int(total, "totalTokens") if total is not None else None
     # AWS: inputTokens is the non-cached part; total = input + output + cacheRead + cacheWrite
     if _excludes(total_i, inp, cache_read + cache_write, out) is not False:
         inp += cache_read + cache_write
@@ -373,6 +492,7 @@ def _provider_hint(response_metadata: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+@_collecting
 def from_langchain_message(msg: Any) -> Usage | None:
     """Usage of an AIMessage / AIMessageChunk: its ``usage_metadata`` (the normalised,
     cache-inclusive one), else its ``response_metadata`` (``token_usage``, ``usage``, Ollama's
@@ -443,6 +563,7 @@ def _sum(usages: Iterable[Usage | None]) -> Usage | None:
     return total
 
 
+@_collecting
 def from_langchain_result(result: Any) -> Usage | None:
     """Usage of a LangChain ``LLMResult`` (what ``on_llm_end`` receives).
 

@@ -1,122 +1,247 @@
 """An OpenTelemetry SpanExporter that writes `tokentrail.spans`.
 
 Embedded store: every batch goes to the spool (an application never opens the chdb directory).
-Server: a batch is inserted directly; when the server cannot be reached it goes to the spool,
-and spooled batches are retried later from the exporter thread. The application never waits:
-BatchSpanProcessor owns the thread, and a failing server opens a breaker so later batches go
-straight to the spool until the retry interval has passed.
+Server: a batch is inserted directly, within a total deadline (`insert_deadline_s`: connect,
+migrate and insert); past it, or when the server fails, the batch goes to the spool under the
+same batch id and a breaker sends the next batches straight to the spool for `retry_interval`.
+The exporter drains the spool into the server by itself once it answers again. A batch that can
+be neither inserted nor spooled (the spool at its cap, a disk refusing writes) is counted as
+lost with its known cost, and recorded (losses.py): nothing is dropped silently.
+
+The SpanExporter contract holds: export returns FAILURE, never raises; shutdown is idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..config import Settings
-from ..store import DATABASE, connect_server, ingest_spool, spool
-from .rows import encode_spans, span_row
+from ..store import connect_server, ingest_spool, spool
+from ..store.deadline import Deadlines
+from ..store.health import ExportHealth
+from ..store.ingest import raw_insert, refuses_data
+from .losses import Losses
+from .rows import encode, span_row, span_rows
 
 logger = logging.getLogger("tokentrail.exporter")
 
 __all__ = ["ClickHouseSpanExporter", "span_row"]
 
+_LOG_INTERVAL_S = 60.0
+DRAIN_BATCH = 200  # spool files per drain step: the export thread comes back to new spans between steps
+DRAIN_INTERVAL_S = 5.0
+
+
+def _why(e: BaseException) -> str:
+    """A failure as one plain line (a classifier of ClickHouse errors may refine it)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:500]
+
+
+def _public_url(url: str | None) -> str:
+    """The server URL without credentials, for messages."""
+    if not url:
+        return "the embedded store"
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+
+
 class ClickHouseSpanExporter(SpanExporter):
     def __init__(self, settings: Settings, *, retry_interval: float = 30.0) -> None:
         self.settings = settings
         self.retry_interval = retry_interval
+        self.deadline_s = settings.insert_deadline_s
         self._client: Any = None
         self._down_until = 0.0
-        self._last_drain = 0.0
+        self._next_drain = 0.0
+        self._last_warning = -_LOG_INTERVAL_S
         self._shutdown = False
         self._lock = threading.Lock()
-        # a child forked while the export thread held the lock would wait on it forever
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        self._counts_lock = threading.Lock()
+        self._io = Deadlines("tokentrail-insert")
+        self.health = ExportHealth(
+            settings.home,
+            service_name=settings.service_name,
+            project=settings.project,
+            store=_public_url(settings.clickhouse_url) if not settings.embedded else f"chdb://{settings.embedded_path}",
+        )
+        self.losses = Losses(settings.spool_dir, self.health, service_name=settings.service_name, project=settings.project)
         self.spooled_batches = 0
         self.inserted_batches = 0
+        self.spilled_batches = 0
+        # a child forked while the export thread held the lock would wait on it forever; the
+        # hook holds the exporter weakly (a configure() per test must not keep every exporter)
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_fork() -> None:
+                me = ref()
+                if me is not None:
+                    me._after_fork()
+
+            os.register_at_fork(after_in_child=after_fork)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
+        self._counts_lock = threading.Lock()
         self._client = None  # a connection is not shared with a child
+        self.health.after_fork()
+        self.losses.after_fork()
 
-    # -- transport -------------------------------------------------------------------------
+    # -- transport (on the deadline thread) -----------------------------------------------
     def _server_client(self) -> Any:
         if self._client is None:
             assert self.settings.clickhouse_url
             from ..store.migrations import migrate
 
-            client = connect_server(self.settings.clickhouse_url)
+            # socket timeouts within the deadline, so an abandoned call ends soon after it
+            timeout = max(1, math.ceil(self.deadline_s))
+            client = connect_server(
+                self.settings.clickhouse_url, connect_timeout=min(2.0, self.deadline_s), send_receive_timeout=timeout
+            )
             migrate(client)
             self._client = client
         return self._client
 
-    def _insert(self, table: str, payload: bytes, batch_id: str) -> None:
-        client = self._server_client()
-        # no column list: rows may omit columns left at their default
-        client.raw_insert(
-            f"{DATABASE}.{table}",
-            None,
-            insert_block=payload,
-            fmt="JSONEachRow",
-            settings={"insert_deduplication_token": batch_id},
-        )
+    def _insert_now(self, table: str, payload: bytes, batch_id: str) -> None:
+        raw_insert(self._server_client())(table, payload, batch_id)
 
-    def write(self, table: str, payload: bytes) -> bool:
-        """Deliver one encoded batch to the store or the spool. Never raises."""
+    def _insert(self, table: str, payload: bytes, batch_id: str) -> None:
+        self._io.run(lambda: self._insert_now(table, payload, batch_id), self.deadline_s)
+
+    def _server_ok(self) -> None:
+        if self._down_until:
+            logger.warning("tokentrail: ClickHouse at %s answers again; draining the spool", _public_url(self.settings.clickhouse_url))
+            self._down_until = 0.0
+            self._next_drain = 0.0
+        self.health.ok()
+
+    def _server_failed(self, e: BaseException) -> None:
+        self._client = None
+        self._down_until = time.monotonic() + self.retry_interval
+        why = _why(e)
+        self.health.error(why)
+        if time.monotonic() - self._last_warning >= _LOG_INTERVAL_S:
+            self._last_warning = time.monotonic()
+            logger.warning(
+                "tokentrail: ClickHouse at %s failed (%s); batches go to the spool, retry in %.0fs",
+                _public_url(self.settings.clickhouse_url), why, self.retry_interval,
+            )  # fmt: skip
+
+    @property
+    def server_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    # -- delivery --------------------------------------------------------------------------
+    def write(self, table: str, payload: bytes, *, rows: Sequence[Mapping[str, Any]] | None = None) -> bool:
+        """Deliver one encoded batch to the store or the spool. Never raises; False when the
+        batch was lost (and counted)."""
         if not payload:
             return True
         batch_id = spool.new_batch_id()
-        with self._lock:
-            if not self.settings.embedded and time.monotonic() >= self._down_until:
-                try:
-                    self._insert(table, payload, batch_id)
-                    self.inserted_batches += 1
-                    self._maybe_drain()
-                    return True
-                except Exception as e:  # unreachable or refused: spool it, retry later
-                    self._client = None
-                    self._down_until = time.monotonic() + self.retry_interval
-                    logger.warning("tokentrail: ClickHouse unreachable (%s); spooling, retry in %.0fs", e, self.retry_interval)
-            try:
-                spool.write(self.settings.spool_dir, table, batch_id, payload)
-                self.spooled_batches += 1
-                return True
-            except Exception:
-                logger.exception("tokentrail: could not write the spool at %s", self.settings.spool_dir)
-                return False
+        if not self.settings.embedded and not self._shutdown:
+            with self._lock:
+                if not self.server_down:
+                    try:
+                        self._insert(table, payload, batch_id)
+                        self.inserted_batches += 1
+                        self._server_ok()
+                        return True
+                    except Exception as e:
+                        if refuses_data(e):  # the server answered: it is up, the batch is at fault
+                            logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, _why(e))
+                        else:
+                            self._server_failed(e)
+        return self._spool(table, payload, batch_id, rows)
 
-    def _maybe_drain(self) -> None:
-        now = time.monotonic()
-        if now - self._last_drain < self.retry_interval:
-            return
-        self._last_drain = now
+    def _spool(self, table: str, payload: bytes, batch_id: str, rows: Sequence[Mapping[str, Any]] | None) -> bool:
+        """The same batch id in the spool: an abandoned insert that landed is stored once."""
         try:
-            ingest_spool(self._server_client(), self.settings.spool_dir)
-        except Exception as e:
-            logger.warning("tokentrail: spool retry failed (%s); will retry", e)
+            spool.write(self.settings.spool_dir, table, batch_id, payload, max_bytes=self.settings.spool_max_bytes)
+        except spool.SpoolFull as e:
+            self.losses.add(table, rows if rows is not None else payload.count(b"\n"), "spool_full", str(e))
+            return False
+        except OSError as e:
+            logger.error("tokentrail: could not write the spool at %s (%s)", self.settings.spool_dir, e)
+            self.losses.add(table, rows if rows is not None else payload.count(b"\n"), "spool_unwritable", _why(e))
+            return False
+        with self._counts_lock:
+            self.spooled_batches += 1
+        self.health.spooled()
+        return True
+
+    def spill(self, spans: Sequence[ReadableSpan]) -> bool:
+        """Spans the export thread has no room for, written to the spool from the caller's
+        thread (local disk only, never the network). Never raises."""
+        try:
+            rows = span_rows(spans)
+            payload = encode(rows)
+        except Exception as e:  # only a MemoryError could get here: span_rows never fails a span
+            self.losses.add("spans", len(spans), "encode_failed", _why(e))
+            return False
+        with self._counts_lock:
+            self.spilled_batches += 1
+        return self._spool("spans", payload, spool.new_batch_id(), rows)
+
+    def tick(self) -> None:
+        """Periodic work on the export thread: record losses, drain the spool into a server
+        that answers. Never raises."""
+        try:
+            self.losses.record()
+            if self.settings.embedded or self._shutdown or self.server_down or time.monotonic() < self._next_drain:
+                return
+            self._next_drain = time.monotonic() + DRAIN_INTERVAL_S
+            if spool.depth(self.settings.spool_dir).files:
+                self.drain()
+        except Exception:
+            logger.exception("tokentrail: spool drain failed; will retry")
+
+    def drain(self, limit: int = DRAIN_BATCH) -> int:
+        """Insert up to `limit` spool files into the server (each within the deadline); returns
+        how many went in. A failure opens the breaker; a refused file is set aside."""
+        with self._lock:
+            if self.server_down:
+                return 0
+            try:
+                done = ingest_spool(None, self.settings.spool_dir, insert=self._insert, limit=limit)
+            except Exception as e:
+                self._server_failed(e)
+                return 0
+            self._server_ok()
+            if done.batches + len(done.set_aside) >= limit:
+                self._next_drain = 0.0  # more waiting: the next tick goes on
+            return done.batches
 
     # -- SpanExporter ----------------------------------------------------------------------
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
         try:
-            payload = encode_spans(spans)
-        except Exception:
+            rows = span_rows(spans)
+            payload = encode(rows)
+        except Exception as e:
             logger.exception("tokentrail: could not encode %d spans", len(spans))
+            self.losses.add("spans", len(spans), "encode_failed", _why(e))
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS if self.write("spans", payload) else SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if self.write("spans", payload, rows=rows) else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         if self._shutdown:
             return
         self._shutdown = True
+        self.losses.record(force=True)
+        self.health.save(force=True)
+        self._io.close()
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -125,4 +250,6 @@ class ClickHouseSpanExporter(SpanExporter):
                 pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        self.losses.record(force=True)
         return True
+

@@ -1,4 +1,8 @@
-"""User SQL: read-only execution and one-line errors."""
+"""User SQL: read-only execution, bounded in time, memory and result rows; one-line errors.
+
+The limits (Settings.sql_max_seconds, sql_max_memory_bytes, sql_max_rows) are fixed when the
+read-only session is created: under readonly=1 the query itself cannot change them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Settings
 from ..errors import TokentrailError
 from ..store import Store
 
@@ -66,11 +71,46 @@ def _clean_message(text: str) -> str:
     return msg[:300].rstrip(". ")
 
 
-def sql_error(exc: BaseException) -> SqlError:
-    """Turn a ClickHouse error into a one-line SqlError."""
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
+
+
+def _limit_error(code: int, settings: Settings | None) -> SqlError | None:
+    """The one-line error of a query stopped by one of the user-SQL limits."""
+    s = settings or Settings()
+    narrow = "narrow the query (a WHERE on timestamp, fewer columns, a LIMIT)"
+    if code == 159:
+        return SqlError(
+            f"stopped at the {s.sql_max_seconds:g} s time limit (max_execution_time)",
+            f"{narrow} or raise the limit with TOKENTRAIL_SQL_MAX_SECONDS (sql_max_seconds in tokentrail.toml)",
+            code=code,
+        )
+    if code == 241:
+        return SqlError(
+            f"stopped at the {_size(s.sql_max_memory_bytes)} memory limit (max_memory_usage)",
+            f"{narrow} or raise the limit with TOKENTRAIL_SQL_MAX_MEMORY (sql_max_memory_bytes in tokentrail.toml)",
+            code=code,
+        )
+    if code == 396:
+        return SqlError(
+            f"the result has more than the {s.sql_max_rows:,} rows allowed (max_result_rows)",
+            "aggregate or add a LIMIT, or raise the limit with TOKENTRAIL_SQL_MAX_ROWS (sql_max_rows in tokentrail.toml)",
+            code=code,
+        )
+    return None
+
+
+def sql_error(exc: BaseException, settings: Settings | None = None) -> SqlError:
+    """Turn a ClickHouse error into a one-line SqlError (`settings`: the limits in force)."""
     text = str(exc)
     codes = _CODE_RE.findall(text)
     code = int(codes[-1]) if codes else None
+    limited = _limit_error(code, settings) if code is not None else None
+    if limited is not None:
+        return limited
     if code == 164 or "readonly mode" in text:
         return SqlError(
             "the store is read-only here, the statement was refused and nothing was changed",
@@ -80,35 +120,50 @@ def sql_error(exc: BaseException) -> SqlError:
     return SqlError(_clean_message(text), _FIXES.get(code or -1, "fix the query"), code=code)
 
 
+def session_limits(settings: Settings) -> dict[str, Any]:
+    """The settings of a user-SQL session. readonly comes last: chdb applies them in order (as
+    SET statements), and once readonly=1 is set nothing more can be."""
+    return {
+        "max_execution_time": settings.sql_max_seconds,
+        "max_memory_usage": settings.sql_max_memory_bytes,
+        "max_result_rows": settings.sql_max_rows,
+        "result_overflow_mode": "throw",
+        "readonly": 1,
+    }
+
+
 @contextmanager
 def _readonly_client(store: Store) -> Iterator[Any]:
-    """A client whose whole session is `readonly=1`.
+    """A client whose whole session is `readonly=1`, with the user-SQL limits.
 
     Why not per-query `settings={"readonly": 1}` on the store's client: on chdb,
     clickhouse-connect applies per-call settings of commands and INSERTs with SET and restores
     them after, and the restore fails in readonly mode, so readonly=1 would stick to the shared
     client (measured with clickhouse-connect 1.12). A second handle on the same embedded engine
     costs ~30 ms, is read-only from its first statement, and is closed after the query.
-    Over HTTP there is no session (settings ride on each request), so per-query is safe there.
+    Over HTTP there is no session (settings ride on each request, readonly=1 with the limits in
+    the same request), so per-query is safe there.
     """
+    limits = session_limits(store.settings)
     if store.settings.embedded:
         import clickhouse_connect
 
-        client = clickhouse_connect.get_client(dsn=f"chdb://{store.settings.embedded_path}", settings={"readonly": 1})
+        client = clickhouse_connect.get_client(dsn=f"chdb://{store.settings.embedded_path}", settings=limits)
         try:
             yield client
         finally:
             client.close()
     else:
-        yield _PerQueryReadonly(store.client)
+        yield _PerQueryReadonly(store.client, limits)
 
 
 class _PerQueryReadonly:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, settings: dict[str, Any]) -> None:
         self._client = client
+        self._settings = settings
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        return self._client.query(sql, parameters=parameters, settings={"readonly": 1})
+        return self._client.query(sql, parameters=parameters, settings=self._settings)
 
 
 def run_sql(store: Store, sql: str, *, readonly: bool = True, parameters: dict[str, Any] | None = None) -> SqlResult:
@@ -129,6 +184,6 @@ def run_sql(store: Store, sql: str, *, readonly: bool = True, parameters: dict[s
         else:
             result = store.client.query(text, parameters=parameters)
     except ClickHouseError as e:
-        raise sql_error(e) from None
+        raise sql_error(e, store.settings) from None
     types = [getattr(t, "name", str(t)) for t in (result.column_types or ())]
     return SqlResult(list(result.column_names), types, [tuple(r) for r in result.result_rows])

@@ -17,12 +17,13 @@ from typing import Any
 
 from ..config import Settings
 from . import spool
+from .ingest import Ingested, ingest_spool
 from .lock import exclusive
 from .migrations import DATABASE, migrate
 
 logger = logging.getLogger("tokentrail.store")
 
-__all__ = ["DATABASE", "Store", "connect_server", "open_store"]
+__all__ = ["DATABASE", "Ingested", "Store", "connect_server", "ingest_spool", "open_store", "spool"]
 
 # In-process re-entrancy: a reader already holding the embedded store reuses its client.
 _local = threading.local()
@@ -56,25 +57,6 @@ def _connect_embedded(path: Path) -> Any:
     return clickhouse_connect.get_client(dsn=f"chdb://{path}")
 
 
-def ingest_spool(client: Any, spool_dir: Path) -> int:
-    """Insert every pending spool file once (dedup token = batch id); return the rows' file count."""
-    n = 0
-    for f in spool.pending(spool_dir):
-        data = f.read()
-        if data:
-            # no column list: rows may omit columns left at their default
-            client.raw_insert(
-                f"{DATABASE}.{f.table}",
-                None,
-                insert_block=data,
-                fmt="JSONEachRow",
-                settings={"insert_deduplication_token": f.batch_id},
-            )
-        f.remove()
-        n += 1
-    return n
-
-
 @dataclass
 class Store:
     """An open store: `client` is a clickhouse-connect client on the server or the embedded engine."""
@@ -91,7 +73,7 @@ class Store:
     def df(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self.client.query_df(sql, parameters=parameters)
 
-    def ingest(self) -> int:
+    def ingest(self) -> Ingested:
         return ingest_spool(self.client, self.settings.spool_dir)
 
 

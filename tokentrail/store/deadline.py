@@ -1,0 +1,95 @@
+"""Calls to a server, each bounded by a total deadline.
+
+clickhouse-connect bounds a socket read, not a request: a server that accepts and never
+answers costs connect + read timeout per request, a retried one twice, and opening a client
+plus migrating is several requests. Here the call runs on a worker thread and the caller waits
+at most `seconds`; a call still running then is abandoned to finish on its own (its socket
+timeout ends it). That is safe for inserts: a batch's id is its deduplication token, so an
+abandoned insert that lands late and the spooled copy of the same batch are stored once.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["DeadlineExceeded", "Deadlines"]
+
+
+class DeadlineExceeded(TimeoutError):
+    """The call did not finish within its deadline (it may still finish later)."""
+
+
+class Deadlines:
+    """One daemon worker thread running calls in order; `run(fn, seconds)` waits at most
+    `seconds`. While an abandoned call still runs, new calls fail at once (DeadlineExceeded):
+    nothing queues up behind a hung server."""
+
+    def __init__(self, name: str = "tokentrail-io") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] | None = None
+        self._busy = threading.Event()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def reinit() -> None:
+                me = ref()
+                if me is not None:
+                    me._lock = threading.Lock()
+                    me._queue = None  # the worker thread did not survive the fork
+                    me._busy = threading.Event()
+
+            os.register_at_fork(after_in_child=reinit)
+
+    def _start(self) -> queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None]:
+        with self._lock:
+            if self._queue is None:
+                q: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+                threading.Thread(target=self._work, args=(q, self._busy), name=self._name, daemon=True).start()
+                self._queue = q
+            return self._queue
+
+    @staticmethod
+    def _work(q: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None], busy: threading.Event) -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            fn, fut = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            busy.set()
+            try:
+                fut.set_result(fn())
+            except BaseException as e:
+                fut.set_exception(e)
+            finally:
+                busy.clear()
+
+    def run(self, fn: Callable[[], T], seconds: float) -> T:
+        """fn() on the worker thread; its result or its exception, or DeadlineExceeded after
+        `seconds`."""
+        if self._busy.is_set():
+            raise DeadlineExceeded("an earlier call to the server has not returned yet")
+        fut: Future[T] = Future()
+        self._start().put((fn, fut))
+        try:
+            return fut.result(timeout=max(seconds, 0.001))
+        except FutureTimeout:
+            fut.cancel()
+            raise DeadlineExceeded(f"no answer within {seconds:g} s") from None
+
+    def close(self) -> None:
+        with self._lock:
+            q, self._queue = self._queue, None
+        if q is not None:
+            q.put(None)

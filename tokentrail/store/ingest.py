@@ -1,0 +1,139 @@
+"""Spool -> store: every pending file inserted once; a file the store refuses is set aside.
+
+Exactly once: a file's batch id is its insert deduplication token, and the file is removed only
+after its insert returned. A file the store refuses for what it holds (a torn line, a foreign
+format, a value a column cannot take) is moved to `spool/rejected/` with the error beside it, and
+the other files are ingested: one bad file never again makes every reader fail. A failure that
+is not the file's (the server unreachable or busy, a timeout) stops the ingest and raises: the
+file stays for the next reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import spool
+from .migrations import DATABASE
+
+logger = logging.getLogger("tokentrail.store")
+
+__all__ = ["Ingested", "ingest_spool", "refuses_data"]
+
+# ClickHouse error codes that say nothing about the data sent: the store is unreachable, busy,
+# out of memory or space, read-only, or denies us. A file failing with one of these stays.
+_NOT_THE_FILE = frozenset(
+    {
+        60,  # UNKNOWN_TABLE (migrations not applied there yet)
+        81,  # UNKNOWN_DATABASE
+        159, 160,  # TIMEOUT_EXCEEDED, TOO_SLOW
+        164,  # READONLY
+        202, 203,  # TOO_MANY_SIMULTANEOUS_QUERIES, NO_FREE_CONNECTION
+        209, 210,  # SOCKET_TIMEOUT, NETWORK_ERROR
+        225, 999,  # NO_ZOOKEEPER, KEEPER_EXCEPTION
+        236, 394,  # ABORTED, QUERY_WAS_CANCELLED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        243,  # NOT_ENOUGH_SPACE
+        252,  # TOO_MANY_PARTS
+        285,  # TOO_FEW_LIVE_REPLICAS
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        425,  # SYSTEM_ERROR
+        439,  # CANNOT_SCHEDULE_TASK
+        497, 516,  # ACCESS_DENIED, AUTHENTICATION_FAILED
+    }
+)  # fmt: skip
+_CODE_RE = re.compile(r"Code:\s*(\d+)")
+
+Insert = Callable[[str, bytes, str], None]
+
+
+@dataclass
+class Ingested:
+    """What one ingest did: files inserted, and files set aside (path, the store's error)."""
+
+    batches: int = 0
+    set_aside: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def refuses_data(exc: BaseException) -> bool:
+    """True when the store answered that it refuses this data (so the file is at fault), False
+    when the failure is the store's or the network's (retry later)."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    if not isinstance(exc, DatabaseError):
+        return False  # OperationalError: the transport failed
+    codes = _CODE_RE.findall(str(exc))
+    if not codes:
+        # no server code: the client refused the bytes itself (not UTF-8, say)
+        return True
+    return int(codes[-1]) not in _NOT_THE_FILE
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:2000]
+
+
+def raw_insert(client: Any) -> Insert:
+    def insert(table: str, data: bytes, batch_id: str) -> None:
+        # no column list: rows may omit columns left at their default
+        client.raw_insert(
+            f"{DATABASE}.{table}",
+            None,
+            insert_block=data,
+            fmt="JSONEachRow",
+            settings={"insert_deduplication_token": batch_id},
+        )
+
+    return insert
+
+
+def ingest_spool(client: Any, spool_dir: Path, *, insert: Insert | None = None, limit: int | None = None) -> Ingested:
+    """Insert every pending spool file once (dedup token = batch id), at most `limit` files.
+    `insert(table, data, batch_id)` defaults to a raw JSONEachRow insert on `client` (the
+    exporter passes one bounded by its insert deadline). Raises on a failure that is not the
+    file's; sets aside a file the store refuses."""
+    put = insert or raw_insert(client)
+    done = Ingested()
+    for f in spool.pending(spool_dir):
+        if limit is not None and done.batches + len(done.set_aside) >= limit:
+            break
+        if f.table not in spool.TABLES:
+            why = f"not a tokentrail spool file (expected <time>.<table>.<batch id>.jsonl, table one of {', '.join(spool.TABLES)})"
+            done.set_aside.append((_set_aside(f, why), why))
+            continue
+        try:
+            data = f.read()
+        except FileNotFoundError:  # another reader ingested it meanwhile
+            continue
+        if data:
+            try:
+                put(f.table, data, f.batch_id)
+            except Exception as e:
+                if not refuses_data(e):
+                    raise
+                why = _one_line(e)
+                done.set_aside.append((_set_aside(f, why), why))
+                continue
+        f.remove()
+        done.batches += 1
+    return done
+
+
+def _set_aside(f: spool.SpoolFile, why: str) -> Path:
+    try:
+        target = spool.set_aside(f, why)
+    except FileNotFoundError:  # another reader took it meanwhile
+        return f.path
+    logger.warning(
+        "tokentrail: the store refused spool file %s; set aside as %s (%s). Fix or delete it, then "
+        "`tokentrail ingest --retry-rejected`",
+        f.path.name,
+        target,
+        why[:300],
+    )
+    return target
