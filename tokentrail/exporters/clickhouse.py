@@ -104,11 +104,10 @@ class ClickHouseSpanExporter(SpanExporter):
             assert self.settings.clickhouse_url
             from ..store.migrations import migrate
 
-            # socket timeouts within the deadline, so an abandoned call ends soon after it
+            # socket timeouts near the deadline, so an abandoned call ends soon after it (the
+            # client takes whole seconds)
             timeout = max(1, math.ceil(self.deadline_s))
-            client = connect_server(
-                self.settings.clickhouse_url, connect_timeout=min(2.0, self.deadline_s), send_receive_timeout=timeout
-            )
+            client = connect_server(self.settings.clickhouse_url, connect_timeout=min(2, timeout), send_receive_timeout=timeout)
             migrate(client)
             self._client = client
         return self._client

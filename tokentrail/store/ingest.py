@@ -62,15 +62,21 @@ class Ingested:
 
 def refuses_data(exc: BaseException) -> bool:
     """True when the store answered that it refuses this data (so the file is at fault), False
-    when the failure is the store's or the network's (retry later)."""
-    from clickhouse_connect.driver.exceptions import DatabaseError
+    when the failure is the store's, the network's or ours (retry later)."""
+    from clickhouse_connect.driver.exceptions import (
+        DatabaseError,
+        InternalError,
+        OperationalError,
+        ProgrammingError,
+    )
 
-    if not isinstance(exc, DatabaseError):
-        return False  # OperationalError: the transport failed
-    codes = _CODE_RE.findall(str(exc))
+    if isinstance(exc, (OperationalError, ProgrammingError, InternalError)) or not isinstance(exc, DatabaseError):
+        return False  # the transport failed, or the client was misused
+    text = str(exc)
+    codes = _CODE_RE.findall(text)
     if not codes:
-        # no server code: the client refused the bytes itself (not UTF-8, say)
-        return True
+        # no server code: refused only when the client could not even read the bytes as text
+        return "can't decode" in text or "codec" in text
     return int(codes[-1]) not in _NOT_THE_FILE
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from ..config import Settings
 from . import spool
-from .spool import Depth, RejectedFile
 from .deadline import DeadlineExceeded, Deadlines
 from .health import read_all
 from .migrations import DATABASE
+from .spool import Depth, RejectedFile
 
 __all__ = ["Lost", "Status", "StoreState", "gather"]
 

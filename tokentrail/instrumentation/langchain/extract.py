@@ -138,7 +138,7 @@ def is_cache_hit(response: Any) -> bool:
             if not isinstance(gen, ChatGeneration):
                 return False
             um = gen.message.usage_metadata if isinstance(gen.message, AIMessage) else None
-            if not um:
+            if not um or not isinstance(um, Mapping):  # a broken proxy may send anything
                 return False
             cost = um.get("total_cost")  # type: ignore[misc]
             if cost is None or isinstance(cost, bool) or cost != 0:

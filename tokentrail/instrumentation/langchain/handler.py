@@ -16,6 +16,7 @@ themselves first (sibling branches of asyncio.gather run on after the first erro
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -628,18 +629,22 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is None:
             return
-        if run.span is not None:
-            self._settle_model(run, response, None)
-        self._close(run)
+        try:
+            if run.span is not None:
+                self._settle_model(run, response, None)
+        finally:  # the span ends even if settling failed: a span never ended is a lost cost
+            self._close(run)
 
     @_guard
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
-        if run.span is not None:
-            self._settle_model(run, kwargs.get("response"), error)
-        self._close(run, error)
+        try:
+            if run.span is not None:
+                self._settle_model(run, kwargs.get("response"), error)
+        finally:
+            self._close(run, error)
 
     def _settle_model(
         self, run: _Run, response: Any, error: BaseException | _Failure | None, *, abandoned: bool = False
@@ -692,16 +697,17 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         usage = from_langchain_result(response) if response is not None else None
         if usage is not None and not usage.is_empty:
             return usage
+        invalid = usage.invalid if usage is not None else ()  # the values dropped stay flagged
         llm_output = getattr(response, "llm_output", None)
         if error is None and isinstance(llm_output, Mapping) and "token_usage" in llm_output:
             # a batch's usage is reported once, on its first run: the others report {}
-            return Usage()
+            return Usage(invalid=invalid)
         if error is not None or abandoned:
             # a failed call costs only if the provider started answering (a stream cut off
             # half way); an error before any token (HTTP 4xx/5xx) is not billed
             if not (run.first_token_ns or abandoned or isinstance(error, GeneratorExit)):
                 return None
-        return self._estimate(run, response)
+        return dataclasses.replace(self._estimate(run, response), invalid=invalid)
 
     def _estimate(self, run: _Run, response: Any) -> Usage:
         """Count with tokens.py when the provider sent no usage (fake models, cut streams)."""
