@@ -230,3 +230,45 @@ def test_a_call_inside_an_unsampled_trace_is_still_recorded(configured: Any) -> 
     assert not seen.get_span_context().trace_flags.sampled  # ...and the user's sampling unchanged
     assert rt.flush()
     assert ledger(rt.settings)[:3] == (1, 1, UNIT_COST)
+
+
+KILLED_WRITER = """
+import sys, threading, time, tokentrail
+from tokentrail import runtime
+rt = runtime.configure(home=sys.argv[1], project="killed", queue_max_spans=300)
+def work():
+    while True:
+        for _ in range(20):
+            with rt.tracer.start_as_current_span("chat m", attributes={"gen_ai.operation.name": "chat",
+                    "tokentrail.cost.usd": "0.000001000", "gen_ai.usage.input_tokens": 1}):
+                pass
+        time.sleep(0.005)  # ~4,000 spans/s a thread: the kill lands in the middle of the traffic
+for t in [threading.Thread(target=work, daemon=True) for _ in range(3)]:
+    t.start()
+while True:
+    before = rt.processor.ended_spans  # every span ended before this flush is durable after it
+    rt.flush()
+    print(before, flush=True)
+    time.sleep(0.05)
+"""
+
+
+def test_writers_killed_with_sigkill_lose_nothing_they_flushed(tt_home: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(KILLED_WRITER)
+    flushed = 0
+    for _ in range(3):
+        writer = subprocess.Popen([sys.executable, str(script), str(tt_home)], stdout=subprocess.PIPE, text=True)
+        assert writer.stdout is not None
+        reports = [int(writer.stdout.readline()) for _ in range(20)]  # 20 flushes, spans made all along
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        flushed += reports[-1]
+    with open_store(resolve()) as store:
+        [(stored, ids, cost)] = store.rows("SELECT count(), uniqExact(span_id), sum(cost_usd) FROM tokentrail.spans")
+    assert stored == ids >= flushed > 0  # a kill may take unflushed spans, never flushed ones, never twice
+    assert cost == Decimal("0.000001") * stored

@@ -49,6 +49,7 @@ class LedgerSpanProcessor(SpanProcessor):
         self._inflight = 0  # batches taken from the buffer and not yet delivered
         self._shutdown = False
         self._init_sync()
+        self.ended_spans = 0  # spans handed to this processor (each delivered, spooled or counted lost)
         self.spilled_spans = 0
         if hasattr(os, "register_at_fork"):
             ref = weakref.ref(self)
@@ -75,6 +76,7 @@ class LedgerSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         with self._lock:
+            self.ended_spans += 1
             if self._shutdown:
                 overflow = [span]
             else:
@@ -101,12 +103,12 @@ class LedgerSpanProcessor(SpanProcessor):
         self._thread = t
         t.start()
 
-    def _take(self) -> list[ReadableSpan] | None:
+    def _take(self, most: int) -> list[ReadableSpan] | None:
         with self._lock:
-            if not self._buf:
+            if not self._buf or most <= 0:
                 return None
-            batch = self._buf[: self.max_batch]
-            del self._buf[: self.max_batch]
+            batch = self._buf[: min(self.max_batch, most)]
+            del self._buf[: len(batch)]
             self._inflight += 1
             return batch
 
@@ -116,8 +118,13 @@ class LedgerSpanProcessor(SpanProcessor):
             if self._inflight == 0:
                 self._idle.notify_all()
 
-    def _export_all(self) -> None:
-        while (batch := self._take()) is not None:
+    def _export_waiting(self) -> None:
+        """Export the spans waiting now (not those ended meanwhile: a flush under a steady
+        stream of spans must end)."""
+        with self._lock:
+            left = len(self._buf)
+        while (batch := self._take(left)) is not None:
+            left -= len(batch)
             try:
                 self._exporter.export(batch)  # never raises, counts its own losses
             except Exception:
@@ -130,7 +137,7 @@ class LedgerSpanProcessor(SpanProcessor):
         while True:
             self._wake.wait(self.delay_s)
             self._wake.clear()
-            self._export_all()
+            self._export_waiting()
             if self._shutdown:
                 return
             self._exporter.tick()
@@ -139,7 +146,7 @@ class LedgerSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Deliver every span ended so far (to the store, the spool, or counted as lost)."""
         deadline = time.monotonic() + timeout_millis / 1000
-        self._export_all()
+        self._export_waiting()
         with self._lock:
             while self._inflight:
                 left = deadline - time.monotonic()
