@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/budget_check.py
 	$(BIN)/python bench/row_encoding.py
 	$(BIN)/python bench/dashboard_queries.py
+	$(BIN)/python bench/ledger_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import clock
+
 STATUS_DIR = "status"
 _MIN_INTERVAL_S = 1.0
 _KEEP_DEAD_S = 7 * 86400  # a dead process's file is kept this long after its last write
@@ -44,7 +46,7 @@ class ExportHealth:
     store: str = ""
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
-    started_ns: int = field(default_factory=time.time_ns)
+    started_ns: int = field(default_factory=clock.now_ns)
     last_error: str | None = None
     last_error_ns: int | None = None
     failing_since_ns: int | None = None
@@ -60,7 +62,7 @@ class ExportHealth:
         return status_dir(self.home) / f"export-{self.host}-{self.pid}.json"
 
     def error(self, why: str) -> None:
-        now = time.time_ns()
+        now = clock.now_ns()
         with self._lock:
             self.last_error, self.last_error_ns = why, now
             if self.failing_since_ns is None:
@@ -71,7 +73,7 @@ class ExportHealth:
     def ok(self) -> None:
         """The server answered: only a change from failing is worth a write."""
         with self._lock:
-            self.last_ok_ns = time.time_ns()
+            self.last_ok_ns = clock.now_ns()
             if self.failing_since_ns is None:
                 return
             self.failing_since_ns = None
@@ -99,7 +101,7 @@ class ExportHealth:
                 "project": self.project,
                 "store": self.store,
                 "started_at": _iso(self.started_ns),
-                "updated_at": _iso(time.time_ns()),
+                "updated_at": _iso(clock.now_ns()),
                 "last_error": self.last_error,
                 "last_error_at": _iso(self.last_error_ns),
                 "failing_since": _iso(self.failing_since_ns),
@@ -121,7 +123,7 @@ class ExportHealth:
     def after_fork(self) -> None:
         self._lock = threading.Lock()
         self.pid = os.getpid()
-        self.started_ns = time.time_ns()
+        self.started_ns = clock.now_ns()
         self.last_error = self.last_error_ns = self.failing_since_ns = None
         self.spooled_batches = 0
         self.lost = {}

@@ -2,7 +2,8 @@
 
 The statement runs through tokentrail.queries.run_sql with ClickHouse's readonly setting, so
 the server itself refuses any write: an INSERT, ALTER or DROP gets a clear message and changes
-nothing.
+nothing. The user-SQL limits (time, memory, result rows; Settings.sql_max_*) apply here too: a
+runaway query stops with a one-line error naming the limit, and the store is free again.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ _SELECT_RE = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 _LIMIT_TAIL_RE = re.compile(r"\bLIMIT\s+\d+(\s*,\s*\d+)?(\s+OFFSET\s+\d+)?\s*;?\s*$", re.IGNORECASE)
 
 st.title("SQL")
-st.caption("Read-only: the store refuses any statement that would change it. Tables: tokentrail.spans, tokentrail.budget_events.")
+_limits = data.settings()
+st.caption(
+    "Read-only: the store refuses any statement that would change it. Tables: tokentrail.spans, "
+    f"tokentrail.budget_events, tokentrail.lost_spans. Each query stops after {_limits.sql_max_seconds:g} s, "
+    f"{_limits.sql_max_memory_bytes / (1 << 30):g} GiB of memory or {_limits.sql_max_rows:,} result rows "
+    "(TOKENTRAIL_SQL_MAX_SECONDS, _MEMORY, _ROWS)."
+)
 
 
 def _use_example() -> None:
