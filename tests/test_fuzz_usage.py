@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,15 +133,7 @@ class GarbageUsageModel(BaseChatModel):
         return ChatResult(generations=[gen], llm_output=w["llm_output"])
 
 
-@pytest.fixture
-def fuzz_rt(tt_home: Path) -> Iterator[runtime.Tokentrail]:
-    rt = tokentrail.configure(home=tt_home, project="fuzz")
-    yield rt
-    rt.shutdown()
-    runtime._default = None
-
-
-def test_garbage_usage_never_breaks_the_call_nor_the_store(fuzz_rt: runtime.Tokentrail) -> None:
+def test_garbage_usage_never_breaks_the_call_nor_the_store(tt: runtime.Tokentrail) -> None:
     model = GarbageUsageModel()
     handler = tokentrail.langchain_handler()
     made = 0
@@ -162,8 +152,8 @@ def test_garbage_usage_never_breaks_the_call_nor_the_store(fuzz_rt: runtime.Toke
     calls()
     assert made >= CALLS
     assert handler.open_runs == 0
-    assert fuzz_rt.flush()
-    with open_store(fuzz_rt.settings) as store:
+    assert tt.flush()
+    with open_store(tt.settings) as store:
         [(calls, max_in, max_out, max_cached, max_reasoning, min_cost, max_cost)] = store.rows(
             "SELECT count(), max(input_tokens), max(output_tokens), max(cache_read_tokens + cache_write_tokens), "
             "max(reasoning_tokens), min(cost_usd), max(cost_usd) FROM tokentrail.spans WHERE operation = 'chat'"
@@ -179,7 +169,7 @@ def test_garbage_usage_never_breaks_the_call_nor_the_store(fuzz_rt: runtime.Toke
     for (raw,) in flagged:
         assert all("=" in item for item in json.loads(raw))  # "key=raw value"
     # the store stays readable: nothing refused, nothing set aside, nothing waiting
-    assert spool.rejected(fuzz_rt.settings.spool_dir) == [] and spool.count(fuzz_rt.settings.spool_dir) == 0
+    assert spool.rejected(tt.settings.spool_dir) == [] and spool.count(tt.settings.spool_dir) == 0
 
 
 @pytest.mark.parametrize(
@@ -196,13 +186,13 @@ def test_garbage_usage_never_breaks_the_call_nor_the_store(fuzz_rt: runtime.Toke
     ],
 )
 def test_the_span_says_which_value_was_dropped(
-    fuzz_rt: runtime.Tokentrail, where: dict[str, Any], flag: str | None, tokens: tuple[int, int] | None
+    tt: runtime.Tokentrail, where: dict[str, Any], flag: str | None, tokens: tuple[int, int] | None
 ) -> None:
     model = GarbageUsageModel()
     model.next = {"usage_metadata": None, "response_metadata": None, "generation_info": None, "llm_output": None, **where}
     model.invoke("hi", config={"callbacks": [tokentrail.langchain_handler()]})
-    assert fuzz_rt.flush()
-    with open_store(fuzz_rt.settings) as store:
+    assert tt.flush()
+    with open_store(tt.settings) as store:
         [(inp, out, raw)] = store.rows(
             f"SELECT input_tokens, output_tokens, attributes['{sc.USAGE_INVALID}'] FROM tokentrail.spans WHERE operation = 'chat'"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -49,3 +50,22 @@ def swallow_errors(func: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+
+
+def on_fork_in_child(owner: T, reinit: Callable[[T], None]) -> None:
+    """Run `reinit(owner)` in a forked child (locks held by a thread that did not survive the
+    fork, a connection the child must not share). The hook holds `owner` weakly: one hook per
+    configure() must not keep every instance alive."""
+    if not hasattr(os, "register_at_fork"):
+        return
+    ref = weakref.ref(owner)
+
+    def hook() -> None:
+        alive = ref()
+        if alive is not None:
+            reinit(alive)
+
+    os.register_at_fork(after_in_child=hook)

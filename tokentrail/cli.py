@@ -343,7 +343,6 @@ _RETRY_HINT = "fix or delete it (the store's error is beside it in <file>.error.
 
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
     from .store import DATABASE, spool
-    from .store.status import where
 
     settings = _settings(args)
     requeued = spool.requeue_rejected(settings.spool_dir) if args.retry_rejected else 0
@@ -358,7 +357,7 @@ def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
         console.print(f"spool empty ({settings.spool_dir}); nothing to ingest")
     elif done.batches:
         console.print(
-            f"ingested {done.batches} batch{'es' if done.batches != 1 else ''} into {where(settings)}: "
+            f"ingested {done.batches} batch{'es' if done.batches != 1 else ''} into {settings.public_store}: "
             f"{added.get('spans', 0):,} spans, {added.get('budget_events', 0):,} budget events"
             + (f", {added['lost_spans']:,} lost-spans records" if added.get("lost_spans") else "")
         )
@@ -385,14 +384,8 @@ def _row_counts(store: Any, database: str) -> dict[str, int]:
 
 
 # -- status --------------------------------------------------------------------------------
-def _bytes(n: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor:
-            return f"{n / factor:.1f} {unit}"
-    return f"{n} bytes"
-
-
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    from .config import format_size as _bytes
     from .store.status import gather
 
     settings = _settings(args)

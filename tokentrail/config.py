@@ -79,6 +79,14 @@ class Settings:
         return self.home / "spool"
 
     @property
+    def public_store(self) -> str:
+        """The store as shown to people: the server URL without its credentials, or chdb://path."""
+        if self.embedded:
+            return f"chdb://{self.embedded_path}"
+        scheme, _, rest = (self.clickhouse_url or "").partition("://")
+        return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+
+    @property
     def embedded_path(self) -> Path:
         """Directory of the embedded chdb store."""
         if self.clickhouse_url and self.clickhouse_url.startswith("chdb://"):
@@ -220,6 +228,14 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
 
         return tuple(coerce_budgets(value))
     raise AssertionError(kind)  # pragma: no cover
+
+
+def format_size(n: int) -> str:
+    """Bytes for people: 512 MiB, 1 GiB, 300 bytes."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _bytes(value: Any) -> int | None:

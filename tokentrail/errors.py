@@ -19,6 +19,12 @@ class ConfigError(TokentrailError, ValueError):
         super().__init__(f"tokentrail: {field}: {problem}; {fix}")
 
 
+def one_line(e: BaseException, limit: int = 500) -> str:
+    """An exception as one plain line (its type when it says nothing), for logs and status."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:limit]
+
+
 def format_usd(d: Decimal) -> str:
     """Dollars for a message: cents when exact to the cent, else up to 6 places."""
     if d == d.quantize(Decimal("0.01")):

@@ -33,11 +33,7 @@ def settings() -> Settings:
 
 def store_key(s: Settings) -> str:
     """What identifies a store in cache keys (never a password: the URL's credentials are cut)."""
-    if s.embedded:
-        return f"chdb://{s.embedded_path}"
-    url = s.clickhouse_url or ""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+    return s.public_store
 
 
 def with_store(s: Settings, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from .._internal import on_fork_in_child
 from ..config import Settings
+from ..errors import one_line
 from ..store import connect_server, ingest_spool, spool
 from ..store.deadline import Deadlines
 from ..store.health import ExportHealth
@@ -40,20 +40,6 @@ __all__ = ["ClickHouseSpanExporter", "span_row"]
 _LOG_INTERVAL_S = 60.0
 DRAIN_BATCH = 200  # spool files per drain step: the export thread comes back to new spans between steps
 DRAIN_INTERVAL_S = 5.0
-
-
-def _why(e: BaseException) -> str:
-    """A failure as one plain line (a classifier of ClickHouse errors may refine it)."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text[:500]
-
-
-def _public_url(url: str | None) -> str:
-    """The server URL without credentials, for messages."""
-    if not url:
-        return "the embedded store"
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
 
 class ClickHouseSpanExporter(SpanExporter):
@@ -73,23 +59,14 @@ class ClickHouseSpanExporter(SpanExporter):
             settings.home,
             service_name=settings.service_name,
             project=settings.project,
-            store=_public_url(settings.clickhouse_url) if not settings.embedded else f"chdb://{settings.embedded_path}",
+            store=settings.public_store,
         )
         self.losses = Losses(settings.spool_dir, self.health, service_name=settings.service_name, project=settings.project)
         self.spooled_batches = 0
         self.inserted_batches = 0
         self.spilled_batches = 0
-        # a child forked while the export thread held the lock would wait on it forever; the
-        # hook holds the exporter weakly (a configure() per test must not keep every exporter)
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
-
-            def after_fork() -> None:
-                me = ref()
-                if me is not None:
-                    me._after_fork()
-
-            os.register_at_fork(after_in_child=after_fork)
+        # a child forked while the export thread held the lock would wait on it forever
+        on_fork_in_child(self, ClickHouseSpanExporter._after_fork)
 
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -120,7 +97,7 @@ class ClickHouseSpanExporter(SpanExporter):
 
     def _server_ok(self) -> None:
         if self._down_until:
-            logger.warning("tokentrail: ClickHouse at %s answers again; draining the spool", _public_url(self.settings.clickhouse_url))
+            logger.warning("tokentrail: ClickHouse at %s answers again; draining the spool", self.settings.public_store)
             self._down_until = 0.0
             self._next_drain = 0.0
         self.health.ok()
@@ -128,13 +105,13 @@ class ClickHouseSpanExporter(SpanExporter):
     def _server_failed(self, e: BaseException) -> None:
         self._client = None
         self._down_until = time.monotonic() + self.retry_interval
-        why = _why(e)
+        why = one_line(e)
         self.health.error(why)
         if time.monotonic() - self._last_warning >= _LOG_INTERVAL_S:
             self._last_warning = time.monotonic()
             logger.warning(
                 "tokentrail: ClickHouse at %s failed (%s); batches go to the spool, retry in %.0fs",
-                _public_url(self.settings.clickhouse_url), why, self.retry_interval,
+                self.settings.public_store, why, self.retry_interval,
             )  # fmt: skip
 
     @property
@@ -158,7 +135,7 @@ class ClickHouseSpanExporter(SpanExporter):
                         return True
                     except Exception as e:
                         if refuses_data(e):  # the server answered: it is up, the batch is at fault
-                            logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, _why(e))
+                            logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, one_line(e))
                         else:
                             self._server_failed(e)
         return self._spool(table, payload, batch_id, rows)
@@ -172,7 +149,7 @@ class ClickHouseSpanExporter(SpanExporter):
             return False
         except OSError as e:
             logger.error("tokentrail: could not write the spool at %s (%s)", self.settings.spool_dir, e)
-            self.losses.add(table, rows if rows is not None else payload.count(b"\n"), "spool_unwritable", _why(e))
+            self.losses.add(table, rows if rows is not None else payload.count(b"\n"), "spool_unwritable", one_line(e))
             return False
         with self._counts_lock:
             self.spooled_batches += 1
@@ -186,7 +163,7 @@ class ClickHouseSpanExporter(SpanExporter):
             rows = span_rows(spans)
             payload = encode(rows)
         except Exception as e:  # only a MemoryError could get here: span_rows never fails a span
-            self.losses.add("spans", len(spans), "encode_failed", _why(e))
+            self.losses.add("spans", len(spans), "encode_failed", one_line(e))
             return False
         with self._counts_lock:
             self.spilled_batches += 1
@@ -230,7 +207,7 @@ class ClickHouseSpanExporter(SpanExporter):
             payload = encode(rows)
         except Exception as e:
             logger.exception("tokentrail: could not encode %d spans", len(spans))
-            self.losses.add("spans", len(spans), "encode_failed", _why(e))
+            self.losses.add("spans", len(spans), "encode_failed", one_line(e))
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS if self.write("spans", payload, rows=rows) else SpanExportResult.FAILURE
 

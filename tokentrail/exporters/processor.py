@@ -19,14 +19,14 @@ After shutdown, a span that still ends goes to the spool from the caller's threa
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-import weakref
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from .._internal import on_fork_in_child
 
 logger = logging.getLogger("tokentrail.exporter")
 
@@ -51,18 +51,13 @@ class LedgerSpanProcessor(SpanProcessor):
         self._init_sync()
         self.ended_spans = 0  # spans handed to this processor (each delivered, spooled or counted lost)
         self.spilled_spans = 0
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
+        on_fork_in_child(self, LedgerSpanProcessor._after_fork)
 
-            def after_fork() -> None:
-                me = ref()
-                if me is not None:
-                    # the parent delivers what it had queued; the child starts empty
-                    me._buf = []
-                    me._inflight = 0
-                    me._init_sync()
-
-            os.register_at_fork(after_in_child=after_fork)
+    def _after_fork(self) -> None:
+        # the parent delivers what it had queued; the child starts empty, with its own thread
+        self._buf = []
+        self._inflight = 0
+        self._init_sync()
 
     def _init_sync(self) -> None:
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, format_size
 from ..errors import TokentrailError
 from ..store import Store
 
@@ -71,13 +71,6 @@ def _clean_message(text: str) -> str:
     return msg[:300].rstrip(". ")
 
 
-def _size(n: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor:
-            return f"{n / factor:g} {unit}"
-    return f"{n} bytes"
-
-
 def _limit_error(code: int, settings: Settings | None) -> SqlError | None:
     """The one-line error of a query stopped by one of the user-SQL limits."""
     s = settings or Settings()
@@ -90,7 +83,7 @@ def _limit_error(code: int, settings: Settings | None) -> SqlError | None:
         )
     if code == 241:
         return SqlError(
-            f"stopped at the {_size(s.sql_max_memory_bytes)} memory limit (max_memory_usage)",
+            f"stopped at the {format_size(s.sql_max_memory_bytes)} memory limit (max_memory_usage)",
             f"{narrow} or raise the limit with TOKENTRAIL_SQL_MAX_MEMORY (sql_max_memory_bytes in tokentrail.toml)",
             code=code,
         )

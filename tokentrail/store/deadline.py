@@ -10,14 +10,14 @@ abandoned insert that lands late and the spooled copy of the same batch are stor
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
+
+from .._internal import on_fork_in_child
 
 T = TypeVar("T")
 
@@ -38,17 +38,12 @@ class Deadlines:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] | None = None
         self._busy = threading.Event()
-        if hasattr(os, "register_at_fork"):
-            ref = weakref.ref(self)
+        on_fork_in_child(self, Deadlines._after_fork)
 
-            def reinit() -> None:
-                me = ref()
-                if me is not None:
-                    me._lock = threading.Lock()
-                    me._queue = None  # the worker thread did not survive the fork
-                    me._busy = threading.Event()
-
-            os.register_at_fork(after_in_child=reinit)
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._queue = None  # the worker thread did not survive the fork
+        self._busy = threading.Event()
 
     def _start(self) -> queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None]:
         with self._lock:

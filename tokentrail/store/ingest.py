@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import one_line
 from . import spool
 from .migrations import DATABASE
 
@@ -80,10 +81,6 @@ def refuses_data(exc: BaseException) -> bool:
     return int(codes[-1]) not in _NOT_THE_FILE
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:2000]
-
-
 def raw_insert(client: Any) -> Insert:
     def insert(table: str, data: bytes, batch_id: str) -> None:
         # no column list: rows may omit columns left at their default
@@ -122,7 +119,7 @@ def ingest_spool(client: Any, spool_dir: Path, *, insert: Insert | None = None, 
             except Exception as e:
                 if not refuses_data(e):
                     raise
-                why = _one_line(e)
+                why = one_line(e, 2000)
                 done.set_aside.append((_set_aside(f, why), why))
                 continue
         f.remove()

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..config import Settings
+from ..errors import one_line
 from . import spool
 from .deadline import DeadlineExceeded, Deadlines
 from .health import read_all
@@ -128,14 +129,6 @@ def _iso_ns(ns: int | None) -> str | None:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def where(settings: Settings) -> str:
-    if settings.embedded:
-        return f"chdb://{settings.embedded_path}"
-    url = settings.clickhouse_url or ""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
-
-
 def _probe(settings: Settings, lock_timeout: float) -> tuple[int, int, list[dict[str, Any]]]:
     from . import open_store
 
@@ -159,12 +152,12 @@ def _why(e: BaseException) -> str:
 
     if isinstance(e, LockTimeout):
         return f"busy: another process holds the embedded store ({e})"
-    return " ".join(str(e).split())[:300] or type(e).__name__
+    return one_line(e, 300)
 
 
 def gather(settings: Settings, *, timeout_s: float = 5.0) -> Status:
     """The status, asking the store for at most `timeout_s` (a hung server is a reason, not a hang)."""
-    state = StoreState(where(settings), reachable=False)
+    state = StoreState(settings.public_store, reachable=False)
     lost = Lost()
     runner = Deadlines("tokentrail-status")
     try:
