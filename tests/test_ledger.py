@@ -143,7 +143,7 @@ def test_spans_over_the_queue_go_to_the_spool_from_the_callers_thread(tt_home: P
     names = [f"s{i}" for i in range(100)]
     for name in names[:4]:
         tracer.start_span(name).end()
-    while processor._inflight == 0:  # the export thread took the first batch, and waits
+    while not processor._inflight:  # the export thread took the first batch, and waits
         time.sleep(0.01)
     for name in names[4:]:
         tracer.start_span(name).end()

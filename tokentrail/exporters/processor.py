@@ -46,7 +46,8 @@ class LedgerSpanProcessor(SpanProcessor):
         self.max_batch = max(1, min(max_batch, self.max_queue))
         self.delay_s = delay_s
         self._buf: list[ReadableSpan] = []
-        self._inflight = 0  # batches taken from the buffer and not yet delivered
+        self._inflight: set[int] = set()  # batches taken from the buffer and not yet delivered
+        self._taken = 0  # batches taken so far (their ids)
         self._shutdown = False
         self._init_sync()
         self.ended_spans = 0  # spans handed to this processor (each delivered, spooled or counted lost)
@@ -56,7 +57,7 @@ class LedgerSpanProcessor(SpanProcessor):
     def _after_fork(self) -> None:
         # the parent delivers what it had queued; the child starts empty, with its own thread
         self._buf = []
-        self._inflight = 0
+        self._inflight = set()
         self._init_sync()
 
     def _init_sync(self) -> None:
@@ -86,51 +87,57 @@ class LedgerSpanProcessor(SpanProcessor):
                     return
                 overflow = buf[: self.max_batch]
                 del buf[: self.max_batch]
-            self._inflight += 1
+            batch_id = self._track()
             self.spilled_spans += len(overflow)
         try:
             self._exporter.spill(overflow)
         finally:
-            self._done()
+            self._done(batch_id)
 
     def _start_thread(self) -> None:
         t = threading.Thread(target=self._run, name="tokentrail-export", daemon=True)
         self._thread = t
         t.start()
 
-    def _take(self, most: int) -> list[ReadableSpan] | None:
+    def _track(self) -> int:
+        """A new in-flight batch (called holding the lock)."""
+        self._taken += 1
+        self._inflight.add(self._taken)
+        return self._taken
+
+    def _take(self, most: int) -> tuple[int, list[ReadableSpan]] | None:
         with self._lock:
             if not self._buf or most <= 0:
                 return None
             batch = self._buf[: min(self.max_batch, most)]
             del self._buf[: len(batch)]
-            self._inflight += 1
-            return batch
+            return self._track(), batch
 
-    def _done(self) -> None:
+    def _done(self, batch_id: int) -> None:
         with self._lock:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.notify_all()
+            self._inflight.discard(batch_id)
+            self._idle.notify_all()
 
     def _export_waiting(self) -> None:
         """Export the spans waiting now (not those ended meanwhile: a flush under a steady
         stream of spans must end)."""
         with self._lock:
             left = len(self._buf)
-        while (batch := self._take(left)) is not None:
+        while (taken := self._take(left)) is not None:
+            batch_id, batch = taken
             left -= len(batch)
             try:
                 self._exporter.export(batch)  # never raises, counts its own losses
             except Exception:
                 logger.exception("tokentrail: exporter raised (%d spans)", len(batch))
             finally:
-                self._done()
+                self._done(batch_id)
 
     # -- the export thread -----------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.delay_s)
+            if len(self._buf) < self.max_batch:  # a full batch waiting: no sleep
+                self._wake.wait(self.delay_s)
             self._wake.clear()
             self._export_waiting()
             if self._shutdown:
@@ -141,9 +148,11 @@ class LedgerSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Deliver every span ended so far (to the store, the spool, or counted as lost)."""
         deadline = time.monotonic() + timeout_millis / 1000
+        with self._lock:
+            earlier = set(self._inflight)  # batches other threads are delivering now
         self._export_waiting()
         with self._lock:
-            while self._inflight:
+            while earlier & self._inflight:  # not later ones: under a steady stream, a flush ends
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
