@@ -23,7 +23,13 @@ from types import TracebackType
 
 _CHILD = textwrap.dedent(
     """
-    import os, sys
+    import os, sys, threading, time
+    parent = os.getppid()
+    def orphaned():  # the test run died: the server must not outlive it
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=orphaned, daemon=True).start()
     os.chdir(sys.argv[1])
     import chdb._chdb as c
     c.query(
