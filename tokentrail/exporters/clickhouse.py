@@ -1,4 +1,4 @@
-"""An OpenTelemetry SpanExporter that writes `tokentrail.spans`.
+"""An OpenTelemetry SpanExporter that writes the store's `spans` table (`tokentrail.spans` by default).
 
 Embedded store: every batch goes to the spool (an application never opens the chdb directory).
 Server: a batch is inserted directly; when the server cannot be reached it goes to the spool,
@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..config import Settings
-from ..store import DATABASE, connect_server, ingest_spool, spool
+from ..store import connect_server, ensure_schema, ingest_spool, insert_settings, spool
 from .rows import encode_spans, span_row
 
 logger = logging.getLogger("tokentrail.exporter")
@@ -50,10 +50,12 @@ class ClickHouseSpanExporter(SpanExporter):
     def _server_client(self) -> Any:
         if self._client is None:
             assert self.settings.clickhouse_url
-            from ..store.migrations import migrate
-
             client = connect_server(self.settings.clickhouse_url)
-            migrate(client)
+            try:
+                ensure_schema(client, self.settings)  # once per process, not on every reconnect
+            except BaseException:
+                client.close()
+                raise
             self._client = client
         return self._client
 
@@ -61,11 +63,11 @@ class ClickHouseSpanExporter(SpanExporter):
         client = self._server_client()
         # no column list: rows may omit columns left at their default
         client.raw_insert(
-            f"{DATABASE}.{table}",
+            f"{self.settings.database}.{table}",
             None,
             insert_block=payload,
             fmt="JSONEachRow",
-            settings={"insert_deduplication_token": batch_id},
+            settings=insert_settings(self.settings, batch_id),
         )
 
     def write(self, table: str, payload: bytes) -> bool:
@@ -98,7 +100,7 @@ class ClickHouseSpanExporter(SpanExporter):
             return
         self._last_drain = now
         try:
-            ingest_spool(self._server_client(), self.settings.spool_dir)
+            ingest_spool(self._server_client(), self.settings.spool_dir, self.settings)
         except Exception as e:
             logger.warning("tokentrail: spool retry failed (%s); will retry", e)
 

@@ -1,0 +1,182 @@
+"""A real ClickHouse server on loopback, for tests and benchmarks.
+
+The chdb package carries upstream clickhouse-local, which can listen: a child process runs
+`SYSTEM START LISTEN HTTP` and then a query that sleeps while the server serves (FIELD-NOTES).
+Same engine, deduplication, access control and errors as clickhouse-server; no Keeper, so no
+replication and no ON CLUSTER.
+
+    server = ClickHouseServer(tmp_path / "ch").start()
+    server.url(database="llm_costs")      # http://default:@127.0.0.1:PORT/llm_costs
+    server.kill(); server.start()          # a crash, and the same data after the restart
+    server.stop()                          # clean: the serving query is killed, the child exits
+
+Users (users.xml): `default` (no password, may do everything), `writer` / `writer-pw` (SELECT
+and INSERT only: may not create a database or a table), `viewer` / `viewer-pw` (SELECT only).
+The child dies with its parent (it watches the parent's pid), so no server outlives a test run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, threading, time
+    parent = os.getppid()
+    def orphaned():  # the test run died: do not outlive it
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=orphaned, daemon=True).start()
+    os.chdir(sys.argv[1])
+    import chdb._chdb as c
+    c.query(sys.argv[3] + "SELECT sleepEachRow(1) FROM numbers(1000000000) SETTINGS max_block_size=1 FORMAT Null",
+            "TabSeparated", path=sys.argv[2])
+    """
+)
+
+USERS_XML = """<clickhouse>
+  <profiles><default/></profiles>
+  <quotas><default/></quotas>
+  <users>
+    <default><password></password><networks><ip>::/0</ip></networks><profile>default</profile>
+      <quota>default</quota><access_management>1</access_management></default>
+    <writer><password>writer-pw</password><networks><ip>::/0</ip></networks><profile>default</profile>
+      <quota>default</quota><grants><query>GRANT SELECT, INSERT ON *.*</query></grants></writer>
+    <viewer><password>viewer-pw</password><networks><ip>::/0</ip></networks><profile>default</profile>
+      <quota>default</quota><grants><query>GRANT SELECT ON *.*</query></grants></viewer>
+  </users>
+</clickhouse>
+"""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+class ClickHouseServer:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int | None = None,
+        tcp_port: int | None = None,
+        remote_servers: str = "",
+    ) -> None:
+        self.root = Path(root)
+        self.host = host
+        self.http_port = http_port or free_port(host)
+        self.tcp_port = tcp_port  # only a cluster node needs the native protocol
+        self.remote_servers = remote_servers
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- where ---------------------------------------------------------------------------------
+    def url(self, database: str | None = None, *, user: str = "default", password: str = "") -> str:
+        path = f"/{database}" if database else ""
+        return f"http://{user}:{password}@{self.host}:{self.http_port}{path}"
+
+    def client(self, **kw: object) -> object:
+        import clickhouse_connect
+
+        return clickhouse_connect.get_client(host=self.host, port=self.http_port, **kw)
+
+    # -- life ----------------------------------------------------------------------------------
+    def _write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tcp = self.tcp_port or 0
+        (self.root / "config.xml").write_text(
+            f"<clickhouse><listen_host>{self.host}</listen_host><http_port>{self.http_port}</http_port>"
+            f"<tcp_port>{tcp}</tcp_port>"
+            "<user_directories><users_xml><path>users.xml</path></users_xml></user_directories>"
+            f"{self.remote_servers}</clickhouse>"
+        )
+        (self.root / "users.xml").write_text(USERS_XML)
+
+    def start(self, timeout: float = 60.0) -> ClickHouseServer:
+        self._write_config()
+        listen = "SYSTEM START LISTEN HTTP; " + ("SYSTEM START LISTEN TCP; " if self.tcp_port else "")
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115 (the child owns it)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(self.root), str(self.root / "data"), listen],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ClickHouse server exited ({self.proc.returncode}); see {self.root / 'server.log'}")
+            try:
+                with urllib.request.urlopen(f"http://{self.host}:{self.http_port}/ping", timeout=1) as r:
+                    if r.read().strip() == b"Ok.":
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"ClickHouse server did not start in {timeout:.0f}s; see {self.root / 'server.log'}")
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, no shutdown."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        """A clean stop: kill the query that keeps the server alive; SIGKILL if it will not go."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        try:
+            q = "KILL QUERY WHERE query LIKE '%sleepEachRow%' AND query NOT LIKE '%KILL QUERY%'"
+            req = urllib.request.Request(f"http://{self.host}:{self.http_port}/", data=q.encode())
+            urllib.request.urlopen(req, timeout=5).read()
+            self.proc.wait(15)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def cluster_of_two(root: Path, name: str = "tt") -> list[ClickHouseServer]:
+    """Two servers as two shards of cluster `name`: 127.0.0.1 and 127.0.0.2, the same HTTP port
+    (as on real nodes, so a client reaches each node at the URL's port), each its own TCP port
+    (a node tells itself from the others by address and TCP port)."""
+    for _ in range(50):
+        http = free_port()
+        t1, t2 = free_port(), free_port()
+        if port_free("127.0.0.2", http) and port_free("127.0.0.2", t2) and len({http, t1, t2}) == 3:
+            break
+    else:  # pragma: no cover
+        raise RuntimeError("no free ports on 127.0.0.2")
+    shards = "".join(
+        f"<shard><replica><host>{h}</host><port>{t}</port></replica></shard>" for h, t in (("127.0.0.1", t1), ("127.0.0.2", t2))
+    )
+    remote = f"<remote_servers><{name}>{shards}</{name}></remote_servers>"
+    return [
+        ClickHouseServer(root / f"node{i}", host=h, http_port=http, tcp_port=t, remote_servers=remote)
+        for i, (h, t) in enumerate((("127.0.0.1", t1), ("127.0.0.2", t2)), start=1)
+    ]
