@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from ..store import Store
-from .filters import SPANS, Filters, _utc, model_calls
+from .filters import Filters, _utc, model_calls
+from .source import TRACES, facts
+
+
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 # -- traces ---------------------------------------------------------------------------------
@@ -33,21 +38,30 @@ def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50,
     root span's name, the span count and the wall time of each.
 
     Two steps, because grouping a month of spans by trace id is the expensive part: rank the
-    traces on cost alone (the fewest columns), then read everything else for the winners only
-    (trace_id IN ..., found through the trace_id bloom filter)."""
-    where = model_calls(filters or Filters(), now=now)
+    traces on cost alone (from the traces_hourly rollup when only time is filtered), then read
+    everything else for the winners only, within their time range (the trace index)."""
+    filters = filters or Filters()
+    src = facts(store, filters, now=now, need=("trace_key",), among=(TRACES,))
     ranked = store.rows(
-        f"SELECT trace_id, sum(cost_usd) AS c, count() AS n, min(timestamp) FROM {SPANS} WHERE {where.sql} "
-        f"GROUP BY trace_id ORDER BY c DESC NULLS LAST, n DESC, trace_id LIMIT {int(limit)}",
-        where.params,
+        "SELECT any(trace_id) AS tid, if(sum(priced_calls) = 0, NULL, sum(cost_usd)) AS c, sum(calls) AS n, "
+        f"min(min_timestamp) FROM {src.sql} GROUP BY trace_key "
+        f"ORDER BY c DESC NULLS LAST, n DESC, tid LIMIT {int(limit)}",
+        src.params,
     )
     if not ranked:
         return []
     ids = [str(r[0]) for r in ranked]
-    first = min(_utc(r[3]) for r in ranked)
-    # the matching calls (same filters) and the whole trace, in one pass over the winners' spans;
-    # a trace's spans start within a day of its first model call in practice
+    where = model_calls(filters, now=now)
+    lo, hi = trace_range(store, ids)
+    if lo is None:  # no trace index: a trace's spans start within a day of its first model call in practice
+        lo, hi = min(_utc(r[3]) for r in ranked) - timedelta(days=1), None
+    # the matching calls (same filters) and the whole trace, in one pass over the winners' spans
     match = f"({where.sql})"
+    bound = "timestamp >= {tt_lo:DateTime64(6, 'UTC')}"
+    params: dict[str, Any] = {**where.params, "tt_ids": ids, "tt_lo": _naive(lo)}
+    if hi is not None:
+        bound += " AND timestamp <= {tt_hi:DateTime64(6, 'UTC')}"
+        params["tt_hi"] = _naive(hi)
     details = {
         str(r[0]): r[1:]
         for r in store.rows(
@@ -56,9 +70,8 @@ def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50,
             f"anyIf(feature, {match}), argMin(name, (parent_span_id != '', timestamp)), count(), "
             "dateDiff('microsecond', min(timestamp), "
             "max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))) / 1000 "
-            f"FROM {SPANS} WHERE trace_id IN {{tt_ids:Array(String)}} "
-            "AND timestamp >= {tt_t0:DateTime64(6, 'UTC')} - INTERVAL 1 DAY GROUP BY trace_id",
-            {**where.params, "tt_ids": ids, "tt_t0": first.replace(tzinfo=None)},
+            f"FROM {store.table('spans')} WHERE trace_id IN {{tt_ids:Array(String)}} AND {bound} GROUP BY trace_id",
+            params,
         )
     }
     out: list[TraceSummary] = []
@@ -107,15 +120,37 @@ class TraceSpan:
     time_to_first_token_ms: float | None
 
 
+def trace_range(store: Store, trace_ids: list[str]) -> tuple[datetime | None, datetime | None]:
+    """The first and last span start of these traces, from the trace index (None, None without
+    one, or when it does not know them)."""
+    if not store.rollups or not trace_ids:
+        return None, None
+    lo, hi = store.rows(
+        f"SELECT min(min_timestamp), max(max_timestamp) FROM {store.table('trace_index')} "
+        "WHERE trace_id IN {ids:Array(String)}",
+        {"ids": trace_ids},
+    )[0]
+    # min() over no rows is the epoch, not NULL
+    if lo is None or hi is None or _utc(hi).year < 1971:
+        return None, None
+    return _utc(lo), _utc(hi)
+
+
 def trace_spans(store: Store, trace_id: str) -> list[TraceSpan]:
     """Every span of one trace as a tree, depth first, children by start time. A span whose
     parent is not stored (an outer service's span) is shown as a root."""
+    lo, hi = trace_range(store, [trace_id])
+    bound = ""
+    params: dict[str, Any] = {"trace_id": trace_id}
+    if lo is not None and hi is not None:  # read by trace id within its range, not the whole table
+        bound = " AND timestamp >= {lo:DateTime64(6, 'UTC')} AND timestamp <= {hi:DateTime64(6, 'UTC')}"
+        params.update(lo=_naive(lo), hi=_naive(hi))
     rows = store.rows(
         "SELECT span_id, parent_span_id, timestamp, duration_ms, name, operation, provider, "
         "if(response_model != '', response_model, request_model), input_tokens, output_tokens, "
         "cache_read_tokens, reasoning_tokens, cost_usd, cost_status, status, error_type, time_to_first_token_ms "
-        f"FROM {SPANS} WHERE trace_id = {{trace_id:String}} ORDER BY timestamp, span_id",
-        {"trace_id": trace_id},
+        f"FROM {store.table('spans')} WHERE trace_id = {{trace_id:String}}{bound} ORDER BY timestamp, span_id",
+        params,
     )
     by_id = {str(r[0]): r for r in rows}
     children: dict[str, list[Any]] = {}

@@ -71,7 +71,7 @@ class StoreError(TokentrailError):
 
 
 def redact_url(url: str | None) -> str:
-    """A server URL without its password (and without a query string)."""
+    """A server URL without its credentials (and without a query string)."""
     if not url:
         return "the embedded store"
     if url.startswith("chdb://"):
@@ -81,8 +81,6 @@ def redact_url(url: str | None) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -142,7 +140,7 @@ def classify(
 
     if isinstance(exc, TimeoutError) and "store lock" in low:  # store.lock.LockTimeout
         return StoreProblem(BUSY, f"{_one_line(text).removeprefix('tokentrail: ')}", code)
-    if "error initializing embeddedserver" in low or ("status" in low and "lock" in low and where and where.startswith("chdb")):
+    if "error initializing embeddedserver" in low:
         return StoreProblem(
             BUSY, f"the embedded store at {at} is open in another process; close it (or wait) and try again", code
         )

@@ -58,8 +58,16 @@ LIMIT 50""",
 _SELECT_RE = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 _LIMIT_TAIL_RE = re.compile(r"\bLIMIT\s+\d+(\s*,\s*\d+)?(\s+OFFSET\s+\d+)?\s*;?\s*$", re.IGNORECASE)
 
+# the examples name the configured database (the server URL's path), not always `tokentrail`
+_DB = data.settings().database
+if _DB != "tokentrail":
+    EXAMPLES = {k.replace("tokentrail.", f"{_DB}."): v.replace("tokentrail.", f"{_DB}.") for k, v in EXAMPLES.items()}
+
 st.title("SQL")
-st.caption("Read-only: the store refuses any statement that would change it. Tables: tokentrail.spans, tokentrail.budget_events.")
+st.caption(
+    f"Read-only: the store refuses any statement that would change it. Tables: {_DB}.spans, {_DB}.budget_events "
+    f"(and the rollups {_DB}.spend_hourly, {_DB}.spend_daily: read them with sum() and GROUP BY)."
+)
 
 
 def _use_example() -> None:
