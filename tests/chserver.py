@@ -106,7 +106,7 @@ class ClickHouseServer:
         tcp = self.tcp_port or 0
         (self.root / "config.xml").write_text(
             f"<clickhouse><listen_host>{self.host}</listen_host><http_port>{self.http_port}</http_port>"
-            f"<tcp_port>{tcp}</tcp_port>"
+            f"<tcp_port>{tcp}</tcp_port><keep_alive_timeout>3</keep_alive_timeout>"
             "<user_directories><users_xml><path>users.xml</path></users_xml></user_directories>"
             f"{self.remote_servers}</clickhouse>"
         )
