@@ -161,6 +161,7 @@ def classify(
     if code == 497:
         m = _GRANT_RE.search(" ".join(text.split()))
         grant, on = (m.group("grant"), m.group("on")) if m else ("the right", f"{db}.*")
+        grant = re.sub(r"\s*\([^)]*\)", "", grant)  # INSERT(timestamp, ...): the right, not its columns
         if grant.startswith("CREATE DATABASE"):
             name = on.split(".")[0]
             return StoreProblem(

@@ -350,6 +350,8 @@ def migrate_node(
     exclusive: no other process can reach the store (the embedded one, under its lock)."""
     node = _Node(client, database, cluster)
     node.ensure_database()
+    if node.ddl_of("spans"):
+        node.check_spans()  # before touching a table that may not be tokentrail's
     done = node.applied()
     for m in MIGRATIONS:
         if m.number in done:
