@@ -29,7 +29,8 @@ def _ts(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def rows(n_traces: int = 600, seed: int = 11) -> list[dict[str, Any]]:
+def rows(n_traces: int = 600, seed: int = 11, now: datetime = NOW) -> list[dict[str, Any]]:
+    NOW = now  # noqa: N806 (the spans' clock)
     rnd = random.Random(seed)
     out: list[dict[str, Any]] = []
     for t in range(n_traces):

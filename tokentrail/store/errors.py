@@ -38,7 +38,7 @@ __all__ = [
 
 UNREACHABLE = "unreachable"
 TIMEOUT = "timeout"
-BUSY = "busy"  # the embedded store is held by another process
+BUSY = "busy"  # the embedded store is held by another process; a server refusing inserts for now
 AUTHENTICATION = "authentication"
 PERMISSION = "permission"
 MISSING = "missing"  # database or table absent, and the user may not create it
@@ -143,6 +143,10 @@ def classify(
     if "error initializing embeddedserver" in low:
         return StoreProblem(
             BUSY, f"the embedded store at {at} is open in another process; close it (or wait) and try again", code
+        )
+    if code == 252:  # TOO_MANY_PARTS: merges behind, or inserts held back while rollups are built
+        return StoreProblem(
+            BUSY, f"ClickHouse at {at} refuses inserts for now (too many parts, or a migration holds them back); tokentrail retries", code
         )
     if code in _AUTH_CODES:
         return StoreProblem(
