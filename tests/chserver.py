@@ -180,3 +180,68 @@ def cluster_of_two(root: Path, name: str = "tt") -> list[ClickHouseServer]:
         ClickHouseServer(root / f"node{i}", host=h, http_port=http, tcp_port=t, remote_servers=remote)
         for i, (h, t) in enumerate((("127.0.0.1", t1), ("127.0.0.2", t2)), start=1)
     ]
+
+
+DATA = Path(__file__).with_name("data")
+
+
+class TlsProxy:
+    """HTTPS in front of a server (clickhouse-local listens on HTTP only): TLS on a port of its
+    own, bytes passed through to the HTTP port. The certificate (tests/data, for 127.0.0.1) is
+    self-signed: clients trust it with ca_cert=tests/data/tls-cert.pem."""
+
+    cert = DATA / "tls-cert.pem"
+
+    def __init__(self, backend_port: int) -> None:
+        import ssl
+        import threading
+
+        self.backend = backend_port
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(DATA / "tls-cert.pem", DATA / "tls-key.pem")
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(32)
+        self.port = int(self.sock.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        import threading
+
+        try:
+            tls = self.ctx.wrap_socket(conn, server_side=True)
+            back = socket.create_connection(("127.0.0.1", self.backend))
+        except OSError:
+            conn.close()
+            return
+
+        def pipe(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(back, tls), daemon=True).start()
+        pipe(tls, back)
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()

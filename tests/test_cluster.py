@@ -8,6 +8,7 @@ without Keeper), so tokentrail creates the tables node by node."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_a_batch_resent_through_the_distributed_table_is_stored_once(nodes: list
     forget_schemas()
     settings = _settings(nodes[0], "dedup", tt_home)
     payload = "".join(
-        '{"timestamp":"2026-03-01 10:00:00","trace_id":"tr%d","span_id":"sp%d","name":"chat m","operation":"chat","input_tokens":1}\n' % (i, i)
+        json.dumps({"timestamp": "2026-03-01 10:00:00", "trace_id": f"tr{i}", "span_id": f"sp{i}", "name": "chat m", "operation": "chat", "input_tokens": 1}) + "\n"
         for i in range(300)
     ).encode()
     with open_store(settings, ingest=False) as store:

@@ -5,6 +5,7 @@ the retention TTL. The clock is fixed (rollup_data.NOW)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -47,11 +48,13 @@ def old_insert(client: Any, db: str, payload: bytes, batch_id: str) -> None:
 
 def _payload(n: int, tag: str) -> bytes:
     return "".join(
-        '{"timestamp":"2026-03-01 10:%02d:00","trace_id":"old-%s-%d","span_id":"%s-%d","name":"chat gpt-4o","operation":"chat",'
-        '"request_model":"gpt-4o","team":"legacy","input_tokens":%d,"cost_usd":"0.000001000","cost_status":"priced"}\n'
-        % (k % 60, tag, k, tag, k, k + 1)
+        json.dumps(
+            {"timestamp": f"2026-03-01 10:{k % 60:02d}:00", "trace_id": f"old-{tag}-{k}", "span_id": f"{tag}-{k}",
+             "name": "chat gpt-4o", "operation": "chat", "request_model": "gpt-4o", "team": "legacy",
+             "input_tokens": k + 1, "cost_usd": "0.000001000", "cost_status": "priced"}
+        ) + "\n"
         for k in range(n)
-    ).encode()
+    ).encode()  # fmt: skip
 
 
 def _equal_figures(store: Store, now: Any = NOW) -> None:

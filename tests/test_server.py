@@ -253,3 +253,31 @@ def test_server_killed_and_restarted_mid_run_loses_and_doubles_nothing(tt_home: 
     finally:
         server.stop()
     assert not server.running
+
+
+def test_https_url_form(ch_server: Any, tt_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """https://user:pass@host:port/db: TLS whatever the port (clickhouse-connect alone would take
+    TLS from port 8443 only); a private CA through ?ca_cert=. The local server speaks HTTP, so a
+    TLS proxy with a self-signed certificate stands in front of it."""
+    from chserver import TlsProxy
+
+    proxy = TlsProxy(ch_server.http_port)
+    try:
+        url = f"https://default:@127.0.0.1:{proxy.port}/llm_tls?ca_cert={TlsProxy.cert}"
+        monkeypatch.setenv("TOKENTRAIL_CLICKHOUSE_URL", url)
+        forget_schemas()
+        rt = tokentrail.configure(project="p")
+        try:
+            make_spans(rt, 5)
+            assert rt.flush()
+            assert rt.exporter.inserted_batches + rt.exporter.spooled_batches == 1
+        finally:
+            rt.shutdown()
+            runtime._default = None
+        capsys.readouterr()
+        assert cli_main(["ingest"]) == 0  # a batch the exporter spooled (a TLS handshake slower than its timeout on a busy machine)
+        assert _json(capsys, ["sql", "SELECT count() AS n, sum(cost_usd) AS c FROM llm_tls.spans WHERE operation = 'chat'", "--format", "json"]) == [
+            {"n": 5, "c": str(COST * 5)}
+        ]
+    finally:
+        proxy.close()

@@ -16,7 +16,15 @@ import tokentrail
 from tokentrail import runtime
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
-from tokentrail.store import connect_server, ensure_schema, errors, forget_schemas, open_store, problem, spool
+from tokentrail.store import (
+    connect_server,
+    ensure_schema,
+    errors,
+    forget_schemas,
+    open_store,
+    problem,
+    spool,
+)
 
 
 def _db() -> str:

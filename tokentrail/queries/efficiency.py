@@ -279,13 +279,13 @@ def cache_savings(
 ) -> CacheSavings:
     prices = prices if prices is not None else price_book(store.settings.prices)
     book = _RateBook(prices)
-    bucket, tiered = _tiers()
+    tier_sql, tiered = _tiers()
     need = ("response_model", "request_model", "provider", "input_tier")
 
     def scan(slot: str, grain: int, extra: Where | None = None) -> list[tuple[Any, ...]]:
         src, params = model_call_facts(store, filters, now=now, need=need, extra=extra, grain=grain, raw=not tiered)
         return store.rows(
-            f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {slot} AS t, {bucket} AS b, "
+            f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {slot} AS t, {tier_sql} AS b, "
             f"sum(cache_read_calls), sum(cache_read_tokens), has_cost AS priced FROM {src} "
             "GROUP BY m, request_model, provider, t, b, priced HAVING sum(cache_read_calls) > 0",
             params,
@@ -369,7 +369,7 @@ def what_if(
     prices = prices if prices is not None else price_book(store.settings.prices)
     tod = _varies_within_day(prices, model, provider)
     slot, grain = (_SLOT_SQL, 1800) if tod else (_DAY_SQL, 86400)
-    bucket, tiered = _tiers()
+    tier_sql, tiered = _tiers()
     src = facts(
         store,
         filters,
@@ -380,7 +380,7 @@ def what_if(
         raw=not tiered,
     )
     rows = store.rows(
-        f"SELECT request_model, provider, {slot} AS t, {bucket} AS b, has_cost AS known, "
+        f"SELECT request_model, provider, {slot} AS t, {tier_sql} AS b, has_cost AS known, "
         f"sum(spans), sum(cost_usd), {_TOKEN_SUMS} FROM {src.sql} "
         "GROUP BY request_model, provider, t, b, known",
         src.params,

@@ -71,6 +71,8 @@ def connect_server(
 
     return clickhouse_connect.get_client(
         dsn=_without_database(url, host),
+        # clickhouse-connect takes TLS from the port (8443, 443) or `secure`, not the scheme
+        secure=urlsplit(url).scheme == "https",
         connect_timeout=connect_timeout,
         send_receive_timeout=send_receive_timeout,
         autogenerate_session_id=False,
