@@ -1,0 +1,85 @@
+"""The dashboard (Streamlit AppTest) on a real ClickHouse server: the dashboard tests' own
+assertions (each figure equals SQL) against the server, and every page on a database the URL
+names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("streamlit")
+
+import test_dashboard as dash
+from test_dashboard import store_now  # noqa: F401 (the dashboard tests' clock fixture)
+
+import tokentrail
+from tokentrail import runtime
+from tokentrail.dashboard import data as dash_data
+from tokentrail.dashboard import fmt
+from tokentrail.store import forget_schemas, open_store
+
+PAGES = ("views/overview.py", "views/breakdown.py", "views/budgets.py", "views/traces.py", "views/efficiency.py", "views/sql.py")
+
+
+def _filled(url: str, tt_home: Path, store_now: datetime, monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Tokentrail]:
+    monkeypatch.setenv("TOKENTRAIL_CLICKHOUSE_URL", url)  # the dashboard resolves its settings itself
+    forget_schemas()
+    rt = tokentrail.configure(home=tt_home, project="test")
+    dash.write_calls(rt, dash.CALLS, store_now)
+    assert rt.exporter.spooled_batches == 0, "the server refused batches"
+    dash_data.refresh()
+    yield rt
+    dash_data.refresh()
+    rt.shutdown()
+    runtime._default = None
+
+
+@pytest.fixture
+def on_server(ch_server: Any, tt_home: Path, store_now: datetime, monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Tokentrail]:
+    """The dashboard tests' calls in database `tokentrail` of the server (their SQL names it)."""
+    ch_server.client().command("DROP DATABASE IF EXISTS tokentrail SYNC")
+    yield from _filled(ch_server.url(database="tokentrail"), tt_home, store_now, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        dash.test_overview_figures_equal_sql,
+        dash.test_url_filters_drive_every_figure_and_follow_the_widgets,
+        dash.test_breakdown_by_any_field_equals_sql,
+        dash.test_traces_page_shows_the_most_expensive_trace_and_its_tree,
+        dash.test_efficiency_figures,
+        dash.test_what_if_matches_per_call_pricing_across_tiers,
+        dash.test_sql_page_is_read_only,
+    ],
+    ids=lambda f: f.__name__.removeprefix("test_"),
+)
+def test_dashboard_checks_on_the_server(on_server: runtime.Tokentrail, check: Any) -> None:
+    check(on_server)
+
+
+def test_every_page_on_the_database_the_url_names(ch_server: Any, tt_home: Path, store_now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
+    db = "dash_" + uuid.uuid4().hex[:8]
+    for rt in _filled(ch_server.url(database=db), tt_home, store_now, monkeypatch):
+        at = dash.app(range="all").run()
+        dash.assert_clean(at)
+        with open_store(rt.settings) as store:
+            (spend, calls) = store.rows(
+                f"SELECT sum(cost_usd), count() FROM {db}.spans WHERE operation IN ('chat', 'text_completion', 'embeddings')"
+            )[0]
+            assert store.rollups  # the pages read the rollups on this store
+        m = dash.metrics(at)
+        assert (m["Spend"], m["Model calls"]) == (fmt.usd(Decimal(spend)), fmt.count(calls)) and calls == 10
+        for page in PAGES[1:]:
+            at.switch_page(page).run()
+            dash.assert_clean(at)
+        # the SQL page's examples name this database
+        at.switch_page("views/sql.py").run()
+        assert f"FROM {db}.spans" in at.text_area(key="tt_sql").value
