@@ -281,3 +281,17 @@ def test_https_url_form(ch_server: Any, tt_home: Path, capsys: pytest.CaptureFix
         ]
     finally:
         proxy.close()
+
+
+def test_a_database_dropped_under_a_running_exporter_is_made_again(server_rt: runtime.Tokentrail, ch_server: Any) -> None:
+    server_rt.exporter.retry_interval = 0.0  # no breaker wait: every batch tries the server
+    make_spans(server_rt, 5)
+    assert server_rt.flush() and server_rt.exporter.inserted_batches == 1
+    ch_server.client().command(f"DROP DATABASE {server_rt.settings.database} SYNC")  # an admin's mistake
+    make_spans(server_rt, 5, start=5)
+    assert server_rt.flush()  # refused (no table): spooled, and the schema forgotten
+    make_spans(server_rt, 5, start=10)
+    assert server_rt.flush()  # migrated again on reconnect, inserted, the spool drained
+    with open_store(server_rt.settings) as store:
+        assert store.rows(f"SELECT countIf(operation = 'chat') FROM {store.table('spans')}") == [(10,)]
+    assert spool.count(server_rt.settings.spool_dir) == 0

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..config import Settings
-from ..store import connect_server, ensure_schema, ingest_spool, insert_settings, spool
+from ..store import connect_server, ensure_schema, forget_missing_schema, ingest_spool, insert_settings, spool
 from .rows import encode_spans, span_row
 
 logger = logging.getLogger("tokentrail.exporter")
@@ -84,6 +84,7 @@ class ClickHouseSpanExporter(SpanExporter):
                     return True
                 except Exception as e:  # unreachable or refused: spool it, retry later
                     self._client = None
+                    forget_missing_schema(self.settings, e)  # tables dropped: made again on reconnect
                     self._down_until = time.monotonic() + self.retry_interval
                     logger.warning("tokentrail: ClickHouse unreachable (%s); spooling, retry in %.0fs", e, self.retry_interval)
             try:

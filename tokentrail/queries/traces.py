@@ -35,33 +35,48 @@ class TraceSummary:
 
 def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50, now: datetime | None = None) -> list[TraceSummary]:
     """The most expensive traces: their matching model calls' cost, tokens and errors, with the
-    root span's name, the span count and the wall time of each.
+    root span's name, the span count and the wall time of each. Ties: more calls first, then
+    by trace key (sipHash128 of the id).
 
-    Two steps, because grouping a month of spans by trace id is the expensive part: rank the
-    traces on cost alone (from the traces_hourly rollup when only time is filtered), then read
-    everything else for the winners only, within their time range (the trace index)."""
+    In steps, because grouping a month of spans by trace id is the expensive part: rank the
+    traces on cost alone by a fixed-size key (from the traces_hourly rollup when only time is
+    filtered), then the winners' ids, then everything else for the winners only, each read
+    within its own time range (the trace index)."""
     filters = filters or Filters()
     src = facts(store, filters, now=now, need=("trace_key",), among=(TRACES,))
+    # the first call's time only matters without a trace index (see below): not grouped for nothing
+    first = "min(min_timestamp)" if not store.rollups else "NULL"
     ranked = store.rows(
-        "SELECT any(trace_id) AS tid, if(sum(priced_calls) = 0, NULL, sum(cost_usd)) AS c, sum(calls) AS n, "
-        f"min(min_timestamp) FROM {src.sql} GROUP BY trace_key "
-        f"ORDER BY c DESC NULLS LAST, n DESC, tid LIMIT {int(limit)}",
+        f"SELECT trace_key, if(sum(priced_calls) = 0, NULL, sum(cost_usd)) AS c, sum(calls) AS n, {first} "
+        f"FROM {src.sql} GROUP BY trace_key ORDER BY c DESC NULLS LAST, n DESC, trace_key LIMIT {int(limit)}",
         src.params,
     )
     if not ranked:
         return []
-    ids = [str(r[0]) for r in ranked]
+    keys = [r[0] for r in ranked]
+    names = dict(
+        store.rows(
+            f"SELECT trace_key, any(trace_id) FROM {src.sql} WHERE trace_key IN {{tt_keys:Array(UInt128)}} GROUP BY trace_key",
+            {**src.params, "tt_keys": keys},
+        )
+    )
+    ids = [str(names[k]) for k in keys]
     where = model_calls(filters, now=now)
-    lo, hi = trace_range(store, ids)
-    if lo is None:  # no trace index: a trace's spans start within a day of its first model call in practice
-        lo, hi = min(_utc(r[3]) for r in ranked) - timedelta(days=1), None
+    ranges = trace_ranges(store, ids)
+    params: dict[str, Any] = {**where.params, "tt_ids": ids}
+    if len(ranges) == len(ids):  # each trace where the trace index says it is
+        spans = []
+        for i, (lo, hi) in enumerate(_merged(list(ranges.values()))):
+            spans.append(f"(timestamp >= {{tt_lo{i}:DateTime64(6, 'UTC')}} AND timestamp <= {{tt_hi{i}:DateTime64(6, 'UTC')}})")
+            params[f"tt_lo{i}"], params[f"tt_hi{i}"] = _naive(lo), _naive(hi)
+        bound = f"({' OR '.join(spans)})"
+    elif not store.rollups:  # no trace index: a trace's spans start within a day of its first model call in practice
+        bound = "timestamp >= {tt_lo:DateTime64(6, 'UTC')}"
+        params["tt_lo"] = _naive(min(_utc(r[3]) for r in ranked) - timedelta(days=1))
+    else:  # the index does not know a trace yet (its rollups are being built): read it whole
+        bound = "1"
     # the matching calls (same filters) and the whole trace, in one pass over the winners' spans
     match = f"({where.sql})"
-    bound = "timestamp >= {tt_lo:DateTime64(6, 'UTC')}"
-    params: dict[str, Any] = {**where.params, "tt_ids": ids, "tt_lo": _naive(lo)}
-    if hi is not None:
-        bound += " AND timestamp <= {tt_hi:DateTime64(6, 'UTC')}"
-        params["tt_hi"] = _naive(hi)
     details = {
         str(r[0]): r[1:]
         for r in store.rows(
@@ -75,7 +90,7 @@ def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50,
         )
     }
     out: list[TraceSummary] = []
-    for trace_id, cost, _, _ in ranked:
+    for trace_id, (_, cost, _, _) in zip(ids, ranked, strict=True):
         start, calls, inp, outp, errors, user, feature, root, n, dur = details[str(trace_id)]
         out.append(
             TraceSummary(
@@ -120,29 +135,37 @@ class TraceSpan:
     time_to_first_token_ms: float | None
 
 
-def trace_range(store: Store, trace_ids: list[str]) -> tuple[datetime | None, datetime | None]:
-    """The first and last span start of these traces, from the trace index (None, None without
-    one, or when it does not know them)."""
+def trace_ranges(store: Store, trace_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
+    """{trace id: (first span start, last span start)} from the trace index, for the traces it
+    knows ({} without one)."""
     if not store.rollups or not trace_ids:
-        return None, None
-    lo, hi = store.rows(
-        f"SELECT min(min_timestamp), max(max_timestamp) FROM {store.table('trace_index')} "
-        "WHERE trace_id IN {ids:Array(String)}",
+        return {}
+    rows = store.rows(
+        f"SELECT trace_id, min(min_timestamp), max(max_timestamp) FROM {store.table('trace_index')} "
+        "WHERE trace_id IN {ids:Array(String)} GROUP BY trace_id",
         {"ids": trace_ids},
-    )[0]
-    # min() over no rows is the epoch, not NULL
-    if lo is None or hi is None or _utc(hi).year < 1971:
-        return None, None
-    return _utc(lo), _utc(hi)
+    )
+    return {str(t): (_utc(lo), _utc(hi)) for t, lo, hi in rows}
+
+
+def _merged(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def trace_spans(store: Store, trace_id: str) -> list[TraceSpan]:
     """Every span of one trace as a tree, depth first, children by start time. A span whose
     parent is not stored (an outer service's span) is shown as a root."""
-    lo, hi = trace_range(store, [trace_id])
+    known = trace_ranges(store, [trace_id])
     bound = ""
     params: dict[str, Any] = {"trace_id": trace_id}
-    if lo is not None and hi is not None:  # read by trace id within its range, not the whole table
+    if trace_id in known:  # read by trace id within its range, not the whole table
+        lo, hi = known[trace_id]
         bound = " AND timestamp >= {lo:DateTime64(6, 'UTC')} AND timestamp <= {hi:DateTime64(6, 'UTC')}"
         params.update(lo=_naive(lo), hi=_naive(hi))
     rows = store.rows(

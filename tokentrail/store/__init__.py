@@ -41,6 +41,7 @@ __all__ = [
     "connect",
     "connect_server",
     "ensure_schema",
+    "forget_missing_schema",
     "forget_schemas",
     "ingest_spool",
     "insert_settings",
@@ -139,10 +140,27 @@ def ensure_schema(client: Any, settings: Settings, **kw: Any) -> Schema:
         return schema
 
 
-def forget_schemas() -> None:
-    """Forget which stores this process migrated (tests: as if the process were new)."""
+def forget_schemas(settings: Settings | None = None) -> None:
+    """Forget that this process migrated a store (all of them without `settings`): the next
+    open migrates it again. For a store whose tables went away (dropped, or a directory made
+    anew), and for tests (as if the process were new)."""
     with _schemas_lock:
-        _schemas.clear()
+        if settings is None:
+            _schemas.clear()
+        else:
+            _schemas.pop(_store_key(settings), None)
+
+
+def _gone(e: BaseException) -> bool:
+    from .migrations import error_code
+
+    return error_code(e) in (60, 81)  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+
+
+def forget_missing_schema(settings: Settings, e: BaseException) -> None:
+    """After a failure: when the store's tables are gone, forget they were migrated."""
+    if _gone(e):
+        forget_schemas(settings)
 
 
 def insert_settings(settings: Settings, batch_id: str) -> dict[str, Any]:
@@ -254,6 +272,10 @@ def open_store(settings: Settings, *, ingest: bool = True, lock_timeout: float =
                 _local.store = store
                 try:
                     yield store
+                except Exception as e:
+                    if _gone(e):
+                        forget_schemas(settings)
+                    raise
                 finally:
                     _local.store = None
             finally:
@@ -265,5 +287,9 @@ def open_store(settings: Settings, *, ingest: bool = True, lock_timeout: float =
             if ingest:
                 store.ingest()
             yield store
+        except Exception as e:
+            if _gone(e):  # dropped behind our back: migrate again on the next open
+                forget_schemas(settings)
+            raise
         finally:
             client.close()
