@@ -5,7 +5,7 @@ names."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,13 +15,19 @@ import pytest
 pytest.importorskip("streamlit")
 
 import test_dashboard as dash
-from test_dashboard import store_now  # noqa: F401 (the dashboard tests' clock fixture)
 
 import tokentrail
 from tokentrail import runtime
 from tokentrail.dashboard import data as dash_data
 from tokentrail.dashboard import fmt
 from tokentrail.store import forget_schemas, open_store
+
+
+@pytest.fixture
+def store_now() -> datetime:
+    """As the dashboard tests' own: their figures are asked relative to it ("last 30 days")."""
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
 
 PAGES = ("views/overview.py", "views/breakdown.py", "views/budgets.py", "views/traces.py", "views/efficiency.py", "views/sql.py")
 

@@ -20,7 +20,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ..config import Settings
-from ..store import connect_server, ensure_schema, forget_missing_schema, ingest_spool, insert_settings, spool
+from ..store import (
+    connect_server,
+    ensure_schema,
+    forget_missing_schema,
+    ingest_spool,
+    insert_settings,
+    spool,
+)
 from .rows import encode_spans, span_row
 
 logger = logging.getLogger("tokentrail.exporter")
