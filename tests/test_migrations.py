@@ -88,21 +88,41 @@ def test_upgrade_of_an_embedded_store_made_by_tokentrail_0_1(tt_home: Path) -> N
         old.close()
     forget_schemas()
     with open_store(settings) as store:
-        assert store.rollups and _recorded(store) == [(1, 1), (2, 1), (3, 1)]
+        assert _recorded(store) == [(1, 1), (2, 1), (3, 1)]
+        assert not store.rollups  # the embedded store has none (its readers ingest the spool first)
         ddl = store.rows("SELECT create_table_query FROM system.tables WHERE database = 'tokentrail' AND name = 'spans'")[0][0]
         assert "`timestamp` DateTime64(6, 'UTC') CODEC(Delta(8), ZSTD(1))" in ddl and "CODEC(T64, ZSTD(1))" in ddl
-        _equal_figures(store)  # the rollups were filled from what the old version wrote
+        before = store.rows("SELECT count(), sum(input_tokens), sum(cost_usd) FROM tokentrail.spans")
+        assert before[0][0] == len(rows(200)) + 30  # what the old version wrote, all there
         client = store.client
-        # the old version keeps running: its migrate() is a no-op, its inserts reach the rollups
+        # the old version keeps running: its migrate() is a no-op, its inserts land
         old_migrate(client)
         old_insert(client, "tokentrail", _payload(20, "b"), "old-b")
         old_insert(client, "tokentrail", _payload(20, "b"), "old-b")  # its retry: stored once
         assert _recorded(store) == [(1, 1), (2, 1), (3, 1)]
         assert store.rows("SELECT count() FROM tokentrail.spans WHERE team = 'legacy'") == [(50,)]
-        _equal_figures(store)
+        assert queries.totals(store, Filters(team="legacy"), now=NOW).calls == 50
     forget_schemas()
     with open_store(settings) as store:  # a new process: nothing to apply, nothing recorded twice
         assert _recorded(store) == [(1, 1), (2, 1), (3, 1)]
+
+
+def test_upgrade_of_a_server_made_by_tokentrail_0_1(ch_server: Any, tt_home: Path) -> None:
+    db = "old_" + uuid.uuid4().hex[:8]
+    client = ch_server.client()
+    old_migrate(client, db)
+    settings = resolve(clickhouse_url=ch_server.url(database=db), home=tt_home)
+    write(client, settings, rows(300))
+    old_insert(client, db, _payload(30, "a"), "old-a")
+    forget_schemas()
+    with open_store(settings, ingest=False) as store:
+        assert store.rollups and _recorded(store) == [(1, 1), (2, 1), (3, 1)]
+        _equal_figures(store)  # the rollups were filled from what the old version wrote
+        old_migrate(client, db)  # the old version keeps running
+        old_insert(client, db, _payload(20, "b"), "old-b")
+        old_insert(client, db, _payload(20, "b"), "old-b")
+        assert store.rows(f"SELECT count() FROM {db}.spans WHERE team = 'legacy'") == [(50,)]
+        _equal_figures(store)  # its inserts reach the rollups, once
 
 
 def test_upgrade_of_a_server_while_an_old_version_writes(ch_server: Any, tt_home: Path) -> None:

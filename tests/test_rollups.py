@@ -1,6 +1,7 @@
 """Rollups give the figures SQL over the raw spans gives: every question, every filter and
 window (aligned or not to the rollups' hours and days), rollups on and off, and the rollups
-really read where they can. The clock is fixed (rollup_data.NOW)."""
+really read where they can. On the real server (the embedded store has no rollups). The clock
+is fixed (rollup_data.NOW)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from tokentrail.store import Schema, Store, open_store
 
 
 @pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    settings = resolve(home=tmp_path_factory.mktemp("rollups"))
-    with open_store(settings) as store:
+def filled(ch_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import uuid
+
+    settings = resolve(clickhouse_url=ch_server.url(database="rollups_" + uuid.uuid4().hex[:8]), home=tmp_path_factory.mktemp("rollups"))
+    with open_store(settings, ingest=False) as store:
         assert store.rollups
         write(store.client, settings, rows())
     return settings
@@ -33,9 +36,8 @@ def filled(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def stores(filled: Any) -> Iterator[tuple[Store, Store]]:
-    """(with rollups, the same store read raw only). Opened per test: chdb opens one path per
-    process at a time."""
-    with open_store(filled) as store:
+    """(with rollups, the same store read raw only)."""
+    with open_store(filled, ingest=False) as store:
         raw = Store(store.client, filled, Schema(store.database, None, frozenset({1, 2})))
         assert store.rollups and not raw.rollups
         yield store, raw
@@ -116,7 +118,7 @@ def test_totals_equal_plain_sql(stores: tuple[Store, Store]) -> None:
     t = queries.totals(rolled, Filters(since="30d"), now=NOW)
     [(calls, inp, out, cost, unpriced, errors)] = rolled.rows(
         "SELECT count(), sum(input_tokens), sum(output_tokens), sum(cost_usd), countIf(cost_status = 'unpriced'), "
-        "countIf(status = 'error') FROM tokentrail.spans WHERE operation IN ('chat', 'text_completion', 'embeddings') "
+        f"countIf(status = 'error') FROM {rolled.table('spans')} WHERE operation IN ('chat', 'text_completion', 'embeddings') "
         "AND timestamp >= {s:DateTime64(6, 'UTC')} AND timestamp < {n:DateTime64(6, 'UTC')}",
         {"s": since.replace(tzinfo=None), "n": (NOW + timedelta(days=1)).replace(tzinfo=None)},
     )
@@ -153,18 +155,19 @@ def test_budget_spend_and_burndown_equal_raw(stores: tuple[Store, Store], used: 
 
 def test_the_rollups_hold_every_span_once(stores: tuple[Store, Store]) -> None:
     rolled, _ = stores
-    spans = rolled.rows("SELECT count(), sum(input_tokens), sum(cost_usd) FROM tokentrail.spans")[0]
+    t = rolled.table
+    spans = rolled.rows(f"SELECT count(), sum(input_tokens), sum(cost_usd) FROM {t('spans')}")[0]
     for table in ("spend_hourly", "spend_daily"):
-        assert rolled.rows(f"SELECT sum(spans), sum(input_tokens), sum(cost_usd) FROM tokentrail.{table}")[0] == spans
-    assert rolled.rows("SELECT sum(spans) FROM tokentrail.users_daily")[0][0] == spans[0]
-    assert rolled.rows("SELECT uniqExact(trace_id) FROM tokentrail.trace_index")[0][0] == rolled.rows(
-        "SELECT uniqExact(trace_id) FROM tokentrail.spans"
+        assert rolled.rows(f"SELECT sum(spans), sum(input_tokens), sum(cost_usd) FROM {t(table)}")[0] == spans
+    assert rolled.rows(f"SELECT sum(spans) FROM {t('users_daily')}")[0][0] == spans[0]
+    assert rolled.rows(f"SELECT uniqExact(trace_id) FROM {t('trace_index')}")[0][0] == rolled.rows(
+        f"SELECT uniqExact(trace_id) FROM {t('spans')}"
     )[0][0]
     # the dimensions the query side believes each rollup has, are its columns
     from tokentrail.store.schema import SPEND_METRICS, SPEND_ROLLUPS
 
     for name, (bucket, dims) in SPEND_ROLLUPS.items():
-        cols = [r[0] for r in rolled.rows(f"DESCRIBE TABLE tokentrail.{name}")]
+        cols = [r[0] for r in rolled.rows(f"DESCRIBE TABLE {t(name)}")]
         assert sorted(cols) == sorted([bucket, *dims, *SPEND_METRICS])
 
 
@@ -177,6 +180,7 @@ def test_a_question_needing_hours_never_reads_the_daily_rollup(stores: tuple[Sto
 
 def test_empty_store_is_zero_not_unknown(tmp_path: Path) -> None:
     with open_store(resolve(home=tmp_path)) as store:
+        assert not store.rollups  # the embedded store reads the spans
         t = queries.totals(store, Filters(since="30d"), now=NOW)
         assert (t.calls, t.cost_usd, t.unpriced_calls) == (0, Decimal(0), 0)
         assert queries.top_traces(store, Filters(), now=NOW) == []

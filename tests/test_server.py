@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,39 @@ def test_a_database_dropped_under_a_running_exporter_is_made_again(server_rt: ru
     with open_store(server_rt.settings) as store:
         assert store.rows(f"SELECT countIf(operation = 'chat') FROM {store.table('spans')}") == [(10,)]
     assert spool.count(server_rt.settings.spool_dir) == 0
+
+
+def test_budgets_enforce_the_spend_the_server_holds(ch_url: str, tt_home: Path) -> None:
+    """Another process already spent $0.99 of a $1 team budget (its spans are on the server): a
+    new process refuses a $0.02 call before the provider is called."""
+    from langchain_fakes import UsageChatModel
+
+    seed = tokentrail.configure(home=tt_home, clickhouse_url=ch_url, project="p")
+    try:
+        with open_store(seed.settings) as store:
+            payload = "".join(
+                json.dumps({"timestamp": f"{datetime.now(timezone.utc) - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}", "trace_id": f"t{i}",
+                            "span_id": f"s{i}", "name": "chat m", "operation": "chat", "team": "search", "cost_usd": "0.099"}) + "\n"
+                for i in range(10)
+            ).encode()  # fmt: skip
+            store.client.raw_insert(store.table("spans"), None, insert_block=payload, fmt="JSONEachRow")
+    finally:
+        seed.shutdown()
+        runtime._default = None
+    rt = tokentrail.configure(
+        home=tt_home, clickhouse_url=ch_url, project="p",
+        prices={"fake-model": {"input_per_mtok": 0, "output_per_mtok": 200}},  # 100 output tokens: $0.02
+        budgets=[tokentrail.Budget(name="search", limit_usd=1, period="total", scope={"team": "search"})],
+    )  # fmt: skip
+    try:
+        assert rt.budgets is not None and rt.budgets.refresh()
+        model = UsageChatModel(model_name="fake-model", response_model=None, usage={"input_tokens": 5, "output_tokens": 100, "total_tokens": 105})
+        with tokentrail.attributes(team="search"), pytest.raises(tokentrail.BudgetExceeded) as refused:
+            model.invoke("hi", config={"callbacks": [tokentrail.langchain_handler()]})
+        assert refused.value.spent_usd == Decimal("0.99") and refused.value.limit_usd == Decimal("1")
+        assert model._calls == 0  # refused before the provider
+        with tokentrail.attributes(team="growth"):  # another team's call is not in that budget
+            model.invoke("hi", config={"callbacks": [tokentrail.langchain_handler()]})
+    finally:
+        rt.shutdown()
+        runtime._default = None

@@ -134,6 +134,7 @@ def ensure_schema(client: Any, settings: Settings, **kw: Any) -> Schema:
             connect=lambda host: connect_server(url, host=host),
             exclusive=settings.embedded,
             retention_days=settings.retention_days,
+            rollups=not settings.embedded,
             **kw,
         )
         _schemas[key] = (schema, time.monotonic())

@@ -14,6 +14,8 @@ fills the rollups from the snapshot, drops it and records the migration. Spans i
 that moment reach the rollups through the snapshot, after it through the views: each exactly
 once. The other processes wait for the record; readers use rollups only once it is there.
 
+The embedded store has no rollups (see migrate_node's `rollups`): migration 3 gives it the codecs.
+
 On a cluster (`cluster=`), every node gets the tables as `<name>_local` plus a Distributed
 `<name>` over them (inserts and reads go through it), node by node over HTTP, because
 `ON CLUSTER` needs Keeper. Each node keeps its own migrations table.
@@ -55,6 +57,7 @@ class Table:
     name: str
     file: str
     shard_key: str | None = None
+    rollup: bool = False  # filled by a view: a server's only (see migrate_node)
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "codecs, trace index, rollups",
         (
             Alter("spans", "003_spans_codecs.sql"),
-            Table("trace_index", "003_trace_index.sql"),
-            Table("spend_hourly", "003_spend_hourly.sql"),
-            Table("spend_daily", "003_spend_daily.sql"),
-            Table("traces_hourly", "003_traces_hourly.sql"),
-            Table("users_daily", "003_users_daily.sql"),
+            Table("trace_index", "003_trace_index.sql", rollup=True),
+            Table("spend_hourly", "003_spend_hourly.sql", rollup=True),
+            Table("spend_daily", "003_spend_daily.sql", rollup=True),
+            Table("traces_hourly", "003_traces_hourly.sql", rollup=True),
+            Table("users_daily", "003_users_daily.sql", rollup=True),
         ),
         (
             View("trace_index", "003_trace_index.view.sql"),
@@ -344,10 +347,14 @@ def migrate_node(
     wait: float = 30.0,
     stale_after: float = 60.0,
     retention_days: int | None = None,
+    rollups: bool = True,
 ) -> set[int]:
     """Bring one node's schema up to date; return the migrations it has now.
 
-    exclusive: no other process can reach the store (the embedded one, under its lock)."""
+    exclusive: no other process can reach the store (the embedded one, under its lock).
+    rollups: make the rollups and their views. The embedded store has none: its readers ingest
+    the spool before they answer, and views would make every spool file's insert several times
+    slower (measured: 270 ms instead of 75 ms a file) for a store one machine fills."""
     node = _Node(client, database, cluster)
     node.ensure_database()
     if node.ddl_of("spans"):
@@ -357,8 +364,12 @@ def migrate_node(
         if m.number in done:
             continue
         for step in m.steps:
-            node.table(step) if isinstance(step, Table) else node.alter(step)
-        if m.views and not node.build_views(m, exclusive=exclusive, wait=wait, stale_after=stale_after):
+            if isinstance(step, Table):
+                if rollups or not step.rollup:
+                    node.table(step)
+            else:
+                node.alter(step)
+        if rollups and m.views and not node.build_views(m, exclusive=exclusive, wait=wait, stale_after=stale_after):
             done = applied(client, database)
             if m.number not in done:
                 break  # another process is still on it; later migrations wait for it
@@ -416,16 +427,18 @@ def migrate(
     wait: float = 30.0,
     stale_after: float = 60.0,
     retention_days: int | None = None,
+    rollups: bool = True,
 ) -> Schema:
     """Migrate a store: one server, or every node of `cluster` (each reached with `connect(host)`)."""
 
     def one(c: Any) -> set[int]:
         return migrate_node(
-            c, database, cluster, exclusive=exclusive, wait=wait, stale_after=stale_after, retention_days=retention_days
-        )
+            c, database, cluster, exclusive=exclusive, wait=wait, stale_after=stale_after,
+            retention_days=retention_days, rollups=rollups,
+        )  # fmt: skip
 
     if not cluster:
-        return Schema(database, None, frozenset(one(client)))
+        return Schema(database, None, frozenset(one(client)), views=rollups)
     if connect is None:
         raise ValueError("a cluster needs connect(host) to reach each node")
     nodes = cluster_nodes(client, cluster)
@@ -441,4 +454,4 @@ def migrate(
             results.append(one(other))
         finally:
             other.close()
-    return Schema(database, cluster, frozenset(set.intersection(*results)))
+    return Schema(database, cluster, frozenset(set.intersection(*results)), views=rollups)

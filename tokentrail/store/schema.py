@@ -75,10 +75,11 @@ class Schema:
     database: str
     cluster: str | None
     applied: frozenset[int]
+    views: bool = True  # the store has the rollups (a server; the embedded store has none)
 
     @property
     def rollups(self) -> bool:
-        return ROLLUPS in self.applied
+        return self.views and ROLLUPS in self.applied
 
     @property
     def complete(self) -> bool:
