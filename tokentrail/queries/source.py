@@ -39,11 +39,17 @@ RAW: dict[str, str] = {
     "trace_key": "reinterpretAsUInt128(sipHash128(s.trace_id))",
     "calls": "toUInt64(1)",
     "priced_calls": "toUInt64(s.cost_usd IS NOT NULL)",
+    "errors": "toUInt64(s.status = 'error')",
 }
 
 
 def _raw(column: str) -> str:
     return RAW.get(column, f"s.{column}")
+
+
+def _plain_raw(column: str) -> str:
+    # a metric read from a String rollup column: the raw LowCardinality one as String too
+    return f"toString(s.{column})" if column in ("feature",) else _raw(column)
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,16 @@ TRACES = Rollup(
     "traces_hourly",
     "hour",
     ("trace_key",),
-    ("trace_id", "calls", "priced_calls", "cost_usd", "min_timestamp"),
+    ("trace_id", "calls", "priced_calls", "cost_usd", "input_tokens", "output_tokens", "errors", "min_timestamp", "user_id", "feature"),
     where=f"operation IN ({', '.join(repr(op) for op in MODEL_OPERATIONS)})",
 )
 # SimpleAggregateFunction columns, read as their plain type (for UNION ALL with raw rows)
-_PLAIN = {"min_timestamp": "toDateTime64(min_timestamp, 6, 'UTC')", "trace_id": "toString(trace_id)"}
+_PLAIN = {
+    "min_timestamp": "toDateTime64(min_timestamp, 6, 'UTC')",
+    "trace_id": "toString(trace_id)",
+    "user_id": "toString(user_id)",
+    "feature": "toString(feature)",
+}
 
 
 @dataclass(frozen=True)
@@ -130,11 +141,12 @@ def facts(
     spec = among[0]
     rollup = None if raw else pick(store, dims, among=among, grain=grain)
     spans = store.table("spans")
+    metrics = [m for m in spec.metrics if m not in dims]  # a filtered column is a dimension already
     raw_cols = ", ".join(
         [
             "s.timestamp AS timestamp",
             *(f"{_raw(d)} AS {d}" for d in sorted(dims)),
-            *(f"{_raw(m)} AS {m}" for m in spec.metrics),
+            *(f"{_plain_raw(m)} AS {m}" for m in metrics),
         ]
     )
     raw_where = where.and_(spec.where) if spec.where else where
@@ -173,7 +185,7 @@ def facts(
         [
             f"toDateTime64({col}, 6, 'UTC') AS timestamp",
             *sorted(dims),
-            *(f"{_PLAIN[m]} AS {m}" if m in _PLAIN else m for m in rollup.metrics),
+            *(f"{_PLAIN[m]} AS {m}" if m in _PLAIN else m for m in rollup.metrics if m not in dims),
         ]
     )
     roll_where = " AND ".join([*roll, where.sql])

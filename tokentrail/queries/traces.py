@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..store import Store
-from .filters import Filters, _utc, model_calls
+from .filters import Filters, _utc
 from .source import TRACES, facts
 
 
@@ -40,58 +40,34 @@ def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50,
 
     In steps, because grouping a month of spans by trace id is the expensive part: rank the
     traces on cost alone by a fixed-size key (from the traces_hourly rollup when only time is
-    filtered), then the winners' ids, then everything else for the winners only, each read
-    within its own time range (the trace index)."""
+    filtered), then the winners' matching calls from the same rows, then each winner as a
+    whole (spans, root, wall time) from the trace index."""
     filters = filters or Filters()
     src = facts(store, filters, now=now, need=("trace_key",), among=(TRACES,))
-    # the first call's time only matters without a trace index (see below): not grouped for nothing
-    first = "min(min_timestamp)" if not store.rollups else "NULL"
     ranked = store.rows(
-        f"SELECT trace_key, if(sum(priced_calls) = 0, NULL, sum(cost_usd)) AS c, sum(calls) AS n, {first} "
+        "SELECT trace_key, if(sum(priced_calls) = 0, NULL, sum(cost_usd)) AS c, sum(calls) AS n "
         f"FROM {src.sql} GROUP BY trace_key ORDER BY c DESC NULLS LAST, n DESC, trace_key LIMIT {int(limit)}",
         src.params,
     )
     if not ranked:
         return []
     keys = [r[0] for r in ranked]
-    names = dict(
-        store.rows(
-            f"SELECT trace_key, any(trace_id) FROM {src.sql} WHERE trace_key IN {{tt_keys:Array(UInt128)}} GROUP BY trace_key",
+    # the winners' matching calls, from the same rows
+    win = {
+        r[0]: r[1:]
+        for r in store.rows(
+            "SELECT trace_key, any(trace_id), min(min_timestamp), sum(calls), sum(input_tokens), sum(output_tokens), "
+            f"sum(errors), any(user_id), any(feature) FROM {src.sql} WHERE trace_key IN {{tt_keys:Array(UInt128)}} "
+            "GROUP BY trace_key",
             {**src.params, "tt_keys": keys},
         )
-    )
-    ids = [str(names[k]) for k in keys]
-    where = model_calls(filters, now=now)
-    ranges = trace_ranges(store, ids)
-    params: dict[str, Any] = {**where.params, "tt_ids": ids}
-    if len(ranges) == len(ids):  # each trace where the trace index says it is
-        spans = []
-        for i, (lo, hi) in enumerate(_merged(list(ranges.values()))):
-            spans.append(f"(timestamp >= {{tt_lo{i}:DateTime64(6, 'UTC')}} AND timestamp <= {{tt_hi{i}:DateTime64(6, 'UTC')}})")
-            params[f"tt_lo{i}"], params[f"tt_hi{i}"] = _naive(lo), _naive(hi)
-        bound = f"({' OR '.join(spans)})"
-    elif not store.rollups:  # no trace index: a trace's spans start within a day of its first model call in practice
-        bound = "timestamp >= {tt_lo:DateTime64(6, 'UTC')}"
-        params["tt_lo"] = _naive(min(_utc(r[3]) for r in ranked) - timedelta(days=1))
-    else:  # the index does not know a trace yet (its rollups are being built): read it whole
-        bound = "1"
-    # the matching calls (same filters) and the whole trace, in one pass over the winners' spans
-    match = f"({where.sql})"
-    details = {
-        str(r[0]): r[1:]
-        for r in store.rows(
-            f"SELECT trace_id, minIf(timestamp, {match}), countIf({match}), sumIf(input_tokens, {match}), "
-            f"sumIf(output_tokens, {match}), countIf({match} AND status = 'error'), anyIf(user_id, {match}), "
-            f"anyIf(feature, {match}), argMin(name, (parent_span_id != '', timestamp)), count(), "
-            "dateDiff('microsecond', min(timestamp), "
-            "max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))) / 1000 "
-            f"FROM {store.table('spans')} WHERE trace_id IN {{tt_ids:Array(String)}} AND {bound} GROUP BY trace_id",
-            params,
-        )
     }
+    ids = [str(win[k][0]) for k in keys]
+    whole = trace_wholes(store, ids, since=min(_utc(w[1]) for w in win.values()))
     out: list[TraceSummary] = []
-    for trace_id, (_, cost, _, _) in zip(ids, ranked, strict=True):
-        start, calls, inp, outp, errors, user, feature, root, n, dur = details[str(trace_id)]
+    for key, (_, cost, _) in zip(keys, ranked, strict=True):
+        trace_id, start, calls, inp, outp, errors, user, feature = win[key]
+        n, root, dur = whole.get(str(trace_id), (0, "", 0.0))
         out.append(
             TraceSummary(
                 trace_id=str(trace_id),
@@ -109,6 +85,28 @@ def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50,
             )
         )
     return out
+
+
+def trace_wholes(store: Store, trace_ids: list[str], *, since: datetime) -> dict[str, tuple[int, str, float]]:
+    """{trace id: (spans, root span's name, wall time in ms)} of whole traces: from the trace
+    index, or from the spans (those that start within a day before `since`, a trace's first
+    model call: in practice the whole trace)."""
+    dur = "dateDiff('microsecond', {lo}, {hi}) / 1000"
+    if store.rollups:
+        rows = store.rows(
+            f"SELECT trace_id, sum(spans), argMinMerge(root), {dur.format(lo='min(min_timestamp)', hi='max(max_end)')} "
+            f"FROM {store.table('trace_index')} WHERE trace_id IN {{ids:Array(String)}} GROUP BY trace_id",
+            {"ids": trace_ids},
+        )
+    else:
+        end = "max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))"
+        rows = store.rows(
+            f"SELECT trace_id, count(), argMin(name, (parent_span_id != '', timestamp)), {dur.format(lo='min(timestamp)', hi=end)} "
+            f"FROM {store.table('spans')} WHERE trace_id IN {{ids:Array(String)}} "
+            "AND timestamp >= {lo:DateTime64(6, 'UTC')} GROUP BY trace_id",
+            {"ids": trace_ids, "lo": _naive(since - timedelta(days=1))},
+        )
+    return {str(t): (int(n), str(root), float(d or 0.0)) for t, n, root, d in rows}
 
 
 @dataclass(frozen=True)
@@ -146,16 +144,6 @@ def trace_ranges(store: Store, trace_ids: list[str]) -> dict[str, tuple[datetime
         {"ids": trace_ids},
     )
     return {str(t): (_utc(lo), _utc(hi)) for t, lo, hi in rows}
-
-
-def _merged(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    out: list[tuple[datetime, datetime]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(hi, out[-1][1]))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def trace_spans(store: Store, trace_id: str) -> list[TraceSpan]:

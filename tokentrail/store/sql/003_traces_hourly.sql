@@ -9,7 +9,12 @@ CREATE TABLE IF NOT EXISTS $table
     calls UInt64,
     priced_calls UInt64,
     cost_usd Decimal(38, 9),
-    min_timestamp SimpleAggregateFunction(min, DateTime64(6, 'UTC'))
+    input_tokens UInt64,
+    output_tokens UInt64,
+    errors UInt64,
+    min_timestamp SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
+    user_id SimpleAggregateFunction(any, String) CODEC(ZSTD(1)),
+    feature SimpleAggregateFunction(any, String) CODEC(ZSTD(1))
 )
 ENGINE = SummingMergeTree
 PARTITION BY toYYYYMM(hour)
