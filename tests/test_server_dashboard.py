@@ -45,11 +45,17 @@ def _filled(url: str, tt_home: Path, store_now: datetime, monkeypatch: pytest.Mo
     runtime._default = None
 
 
-@pytest.fixture
-def on_server(ch_server: Any, tt_home: Path, store_now: datetime, monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Tokentrail]:
-    """The dashboard tests' calls in database `tokentrail` of the server (their SQL names it)."""
+@pytest.fixture(scope="module")
+def on_server(ch_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[runtime.Tokentrail]:
+    """The dashboard tests' calls in database `tokentrail` of the server (their SQL names it),
+    written once for all the checks (they only read)."""
     ch_server.client().command("DROP DATABASE IF EXISTS tokentrail SYNC")
-    yield from _filled(ch_server.url(database="tokentrail"), tt_home, store_now, monkeypatch)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("dash-server")
+        mp.setenv("TOKENTRAIL_HOME", str(home / "tt-home"))
+        mp.chdir(home)  # no stray tokentrail.toml
+        yield from _filled(ch_server.url(database="tokentrail"), home / "tt-home", now, mp)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +72,7 @@ def on_server(ch_server: Any, tt_home: Path, store_now: datetime, monkeypatch: p
     ids=lambda f: f.__name__.removeprefix("test_"),
 )
 def test_dashboard_checks_on_the_server(on_server: runtime.Tokentrail, check: Any) -> None:
+    dash_data.refresh()
     check(on_server)
 
 
