@@ -391,8 +391,8 @@ def main() -> None:
             sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
             from chserver import ClickHouseServer
 
-            server = ClickHouseServer(root / "server").start()
-            settings = Settings(clickhouse_url=server.url(database="bench"), home=root / "home")
+            server = ClickHouseServer(root / "server" / "data").start()  # kept in --dir for a rerun
+            settings = Settings(clickhouse_url=server.url_for("bench"), home=root / "home")
         db = settings.database
         with open_store(settings, ingest=False) as store:
             c = store.client

@@ -189,8 +189,8 @@ def main() -> None:
         else:
             from chserver import ClickHouseServer
 
-            server = ClickHouseServer(tmp / "server").start()
-            url = server.url(database="bench_ingest")
+            server = ClickHouseServer(tmp / "server" / "data").start()
+            url = server.url_for("bench_ingest")
         t = time.perf_counter()
         spans = make_spans(args.spans)
         print(f"{len(spans):,} spans made in {time.perf_counter() - t:.1f} s (not timed below); server {url.rsplit('@', 1)[-1]}")

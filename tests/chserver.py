@@ -5,14 +5,19 @@ The chdb package carries upstream clickhouse-local, which can listen: a child pr
 Same engine, deduplication, access control and errors as clickhouse-server; no Keeper, so no
 replication and no ON CLUSTER.
 
-    server = ClickHouseServer(tmp_path / "ch").start()
-    server.url(database="llm_costs")      # http://default:@127.0.0.1:PORT/llm_costs
-    server.kill(); server.start()          # a crash, and the same data after the restart
-    server.stop()                          # clean: the serving query is killed, the child exits
+    server = ClickHouseServer(tmp_path / "ch").start()   # or: with ClickHouseServer(...) as server
+    server.url                              # http://default:@127.0.0.1:PORT
+    server.url_for("llm_costs")             # http://default:@127.0.0.1:PORT/llm_costs
+    server.kill(); server.start()           # a crash, and the same data after the restart
+    server.stop()                           # clean: the serving query is killed, the child exits
+
+The data is in the given directory, the config beside it (`<dir>-conf`).
 
 Users (users.xml): `default` (no password, may do everything), `writer` / `writer-pw` (SELECT
 and INSERT only: may not create a database or a table), `viewer` / `viewer-pw` (SELECT only).
 The child dies with its parent (it watches the parent's pid), so no server outlives a test run.
+Also a loopback socket that accepts connections and never answers (HungServer), and HTTPS in
+front of a server (TlsProxy).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+from types import TracebackType
 
 CHILD = textwrap.dedent(
     """
@@ -76,14 +82,15 @@ def port_free(host: str, port: int) -> bool:
 class ClickHouseServer:
     def __init__(
         self,
-        root: Path,
+        data_dir: Path,
         *,
         host: str = "127.0.0.1",
         http_port: int | None = None,
         tcp_port: int | None = None,
         remote_servers: str = "",
     ) -> None:
-        self.root = Path(root)
+        self.data_dir = Path(data_dir)
+        self.root = self.data_dir.with_name(self.data_dir.name + "-conf")  # config.xml, users.xml, the log
         self.host = host
         self.http_port = http_port or free_port(host)
         self.tcp_port = tcp_port  # only a cluster node needs the native protocol
@@ -91,7 +98,15 @@ class ClickHouseServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- where ---------------------------------------------------------------------------------
-    def url(self, database: str | None = None, *, user: str = "default", password: str = "") -> str:
+    @property
+    def port(self) -> int:
+        return self.http_port
+
+    @property
+    def url(self) -> str:
+        return self.url_for()
+
+    def url_for(self, database: str | None = None, *, user: str = "default", password: str = "") -> str:
         path = f"/{database}" if database else ""
         return f"http://{user}:{password}@{self.host}:{self.http_port}{path}"
 
@@ -103,6 +118,7 @@ class ClickHouseServer:
     # -- life ----------------------------------------------------------------------------------
     def _write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         tcp = self.tcp_port or 0
         (self.root / "config.xml").write_text(
             f"<clickhouse><listen_host>{self.host}</listen_host><http_port>{self.http_port}</http_port>"
@@ -117,7 +133,7 @@ class ClickHouseServer:
         listen = "SYSTEM START LISTEN HTTP; " + ("SYSTEM START LISTEN TCP; " if self.tcp_port else "")
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(self.root), str(self.root / "data"), listen],
+            [sys.executable, "-c", CHILD, str(self.root), str(self.data_dir), listen],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -159,6 +175,35 @@ class ClickHouseServer:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> ClickHouseServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+class HungServer:
+    """Accepts TCP connections on loopback and never answers: every request waits forever."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.port = int(self.sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://default:@127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> HungServer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
 
 def cluster_of_two(root: Path, name: str = "tt") -> list[ClickHouseServer]:

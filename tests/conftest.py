@@ -77,4 +77,4 @@ def ch_url(ch_server: Any) -> str:
     """`http://default:@127.0.0.1:PORT/t_<random>`: a database of its own, not yet created."""
     import uuid
 
-    return str(ch_server.url(database="t_" + uuid.uuid4().hex[:12]))
+    return str(ch_server.url_for("t_" + uuid.uuid4().hex[:12]))

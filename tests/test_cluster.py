@@ -38,12 +38,12 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
 
 
 def _settings(node: Any, db: str, home: Path, **kw: Any) -> Any:
-    return resolve(clickhouse_url=node.url(database=db), home=home, cluster="tt", **kw)
+    return resolve(clickhouse_url=node.url_for(db), home=home, cluster="tt", **kw)
 
 
 def test_tables_on_every_shard_and_rows_spread_over_both(nodes: list[Any], tt_home: Path) -> None:
     forget_schemas()
-    rt = tokentrail.configure(home=tt_home, clickhouse_url=nodes[0].url(database="spread"), cluster="tt", project="p")
+    rt = tokentrail.configure(home=tt_home, clickhouse_url=nodes[0].url_for("spread"), cluster="tt", project="p")
     try:
         for i in range(400):
             with rt.tracer.start_as_current_span("chat gpt-4o", attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": i, "tokentrail.cost.usd": "0.000001"}):
@@ -75,7 +75,7 @@ def pair(nodes: list[Any], tmp_path_factory: pytest.TempPathFactory) -> tuple[An
     spans = rows(500, seed=23)
     forget_schemas()
     clustered = _settings(nodes[0], "pair_cluster", home)
-    single = resolve(clickhouse_url=nodes[0].url(database="pair_single"), home=home)
+    single = resolve(clickhouse_url=nodes[0].url_for("pair_single"), home=home)
     for s in (clustered, single):
         with open_store(s, ingest=False) as store:
             write(store.client, s, spans)
@@ -137,7 +137,7 @@ def test_a_cluster_the_server_does_not_know_is_one_clear_line(nodes: list[Any], 
     from tokentrail.store import problem
 
     forget_schemas()
-    settings = resolve(clickhouse_url=nodes[0].url(database="nope"), home=tt_home, cluster="elsewhere")
+    settings = resolve(clickhouse_url=nodes[0].url_for("nope"), home=tt_home, cluster="elsewhere")
     try:
         with open_store(settings):
             raise AssertionError("opened")

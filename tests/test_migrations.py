@@ -111,7 +111,7 @@ def test_upgrade_of_a_server_made_by_tokentrail_0_1(ch_server: Any, tt_home: Pat
     db = "old_" + uuid.uuid4().hex[:8]
     client = ch_server.client()
     old_migrate(client, db)
-    settings = resolve(clickhouse_url=ch_server.url(database=db), home=tt_home)
+    settings = resolve(clickhouse_url=ch_server.url_for(db), home=tt_home)
     write(client, settings, rows(300))
     old_insert(client, db, _payload(30, "a"), "old-a")
     forget_schemas()
@@ -131,7 +131,7 @@ def test_upgrade_of_a_server_while_an_old_version_writes(ch_server: Any, tt_home
     db = "up_" + uuid.uuid4().hex[:8]
     client = ch_server.client()
     old_migrate(client, db)
-    settings = resolve(clickhouse_url=ch_server.url(database=db), home=tt_home)
+    settings = resolve(clickhouse_url=ch_server.url_for(db), home=tt_home)
     write(client, settings, rows(800))
     stop = threading.Event()
     sent: list[str] = []
@@ -178,7 +178,7 @@ def test_an_interrupted_rollup_build_is_built_again(ch_server: Any, tt_home: Pat
     db = "int_" + uuid.uuid4().hex[:8]
     client = ch_server.client()
     old_migrate(client, db)
-    settings = resolve(clickhouse_url=ch_server.url(database=db), home=tt_home)
+    settings = resolve(clickhouse_url=ch_server.url_for(db), home=tt_home)
     write(client, settings, rows(150))
     # a process died mid-build: its snapshot is there, two views made, a rollup half filled
     migrate_node(client, db, wait=0)  # the real build, complete
@@ -199,7 +199,7 @@ def test_an_interrupted_rollup_build_is_built_again(ch_server: Any, tt_home: Pat
 
 def test_retention_days_is_a_ttl_on_the_spans_and_every_rollup(ch_server: Any, tt_home: Path) -> None:
     db = "ttl_" + uuid.uuid4().hex[:8]
-    url = ch_server.url(database=db)
+    url = ch_server.url_for(db)
     forget_schemas()
     with open_store(resolve(clickhouse_url=url, home=tt_home, retention_days=90), ingest=False) as store:
         write(store.client, store.settings, rows(100))

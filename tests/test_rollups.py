@@ -27,7 +27,7 @@ from tokentrail.store import Schema, Store, open_store
 def filled(ch_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     import uuid
 
-    settings = resolve(clickhouse_url=ch_server.url(database="rollups_" + uuid.uuid4().hex[:8]), home=tmp_path_factory.mktemp("rollups"))
+    settings = resolve(clickhouse_url=ch_server.url_for("rollups_" + uuid.uuid4().hex[:8]), home=tmp_path_factory.mktemp("rollups"))
     with open_store(settings, ingest=False) as store:
         assert store.rollups
         write(store.client, settings, rows())

@@ -214,7 +214,7 @@ def test_server_killed_and_restarted_mid_run_loses_and_doubles_nothing(tt_home: 
 
     server = ClickHouseServer(tmp_path / "ch").start()
     try:
-        url = server.url(database="ledger")
+        url = server.url_for("ledger")
         rt = tokentrail.configure(home=tt_home, clickhouse_url=url, project="p")
         rt.exporter.retry_interval = 0.5  # retry the spool soon after the server is back
         try:

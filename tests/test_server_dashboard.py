@@ -55,7 +55,7 @@ def on_server(ch_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         home = tmp_path_factory.mktemp("dash-server")
         mp.setenv("TOKENTRAIL_HOME", str(home / "tt-home"))
         mp.chdir(home)  # no stray tokentrail.toml
-        yield from _filled(ch_server.url(database="tokentrail"), home / "tt-home", now, mp)
+        yield from _filled(ch_server.url_for("tokentrail"), home / "tt-home", now, mp)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_every_page_on_the_database_the_url_names(ch_server: Any, tt_home: Path,
     import uuid
 
     db = "dash_" + uuid.uuid4().hex[:8]
-    for rt in _filled(ch_server.url(database=db), tt_home, store_now, monkeypatch):
+    for rt in _filled(ch_server.url_for(db), tt_home, store_now, monkeypatch):
         at = dash.app(range="all").run()
         dash.assert_clean(at)
         with open_store(rt.settings) as store:

@@ -73,7 +73,7 @@ def spooling(tt_home: Path) -> Iterator[Any]:
 def test_wrong_password_is_authentication_never_unreachable(
     ch_server: Any, tt_home: Path, spooling: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = ch_server.url(database=_db(), user="writer", password="not-the-password")
+    url = ch_server.url_for(_db(), user="writer", password="not-the-password")
     p = problem(_fail(resolve(clickhouse_url=url)), resolve(clickhouse_url=url))
     assert (p.kind, p.transient) == (errors.AUTHENTICATION, False)
     assert "refused user 'writer': wrong password or no such user" in p.message
@@ -88,7 +88,7 @@ def test_wrong_password_is_authentication_never_unreachable(
 
 def test_a_database_the_user_may_not_create(ch_server: Any, spooling: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     db = _db()
-    url = ch_server.url(database=db, user="writer", password="writer-pw")
+    url = ch_server.url_for(db, user="writer", password="writer-pw")
     p = problem(_fail(resolve(clickhouse_url=url)), resolve(clickhouse_url=url))
     assert p.kind == errors.MISSING
     assert p.message.startswith(f"database {db} does not exist on http://127.0.0.1:{ch_server.http_port}/{db} and user 'writer' may not create it")
@@ -102,7 +102,7 @@ def test_a_database_the_user_may_not_create(ch_server: Any, spooling: Any, capsy
 def test_tables_the_user_may_not_create(ch_server: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     db = _db()
     ch_server.client().command(f"CREATE DATABASE {db}")  # an admin made the database, not the tables
-    url = ch_server.url(database=db, user="writer", password="writer-pw")
+    url = ch_server.url_for(db, user="writer", password="writer-pw")
     p = problem(_fail(resolve(clickhouse_url=url)), resolve(clickhouse_url=url))
     assert p.kind == errors.MISSING
     assert f"the tables of {db} do not exist" in p.message and "may not create them (needs CREATE TABLE)" in p.message
@@ -113,13 +113,13 @@ def test_an_application_user_without_ddl_rights_writes_to_a_migrated_database(
     ch_server: Any, spooling: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = _db()
-    admin = ch_server.url(database=db)
+    admin = ch_server.url_for(db)
     with open_store(resolve(clickhouse_url=admin)):
         pass  # migrated by an admin
-    url = ch_server.url(database=db, user="writer", password="writer-pw")
+    url = ch_server.url_for(db, user="writer", password="writer-pw")
     rt = spooling(url)  # no DDL on the way: every migration is recorded
     assert (rt.exporter.inserted_batches, rt.exporter.spooled_batches) == (1, 0)
-    viewer = ch_server.url(database=db, user="viewer", password="viewer-pw")
+    viewer = ch_server.url_for(db, user="viewer", password="viewer-pw")
     monkeypatch.setenv("TOKENTRAIL_CLICKHOUSE_URL", viewer)
     capsys.readouterr()
     assert cli_main(["sql", f"SELECT count() FROM {db}.spans", "--format", "csv"]) == 0  # a read-only user reads
@@ -128,9 +128,9 @@ def test_an_application_user_without_ddl_rights_writes_to_a_migrated_database(
 
 def test_a_user_who_may_not_insert_is_a_permission_problem(ch_server: Any, spooling: Any) -> None:
     db = _db()
-    with open_store(resolve(clickhouse_url=ch_server.url(database=db))):
+    with open_store(resolve(clickhouse_url=ch_server.url_for(db))):
         pass
-    url = ch_server.url(database=db, user="viewer", password="viewer-pw")
+    url = ch_server.url_for(db, user="viewer", password="viewer-pw")
     rt = spooling(url)
     assert rt.exporter.inserted_batches == 0 and spool.count(rt.settings.spool_dir) >= 1
     client = connect_server(url)
@@ -152,7 +152,7 @@ def test_a_spans_table_that_is_not_tokentrails(ch_server: Any, capsys: pytest.Ca
     admin = ch_server.client()
     admin.command(f"CREATE DATABASE {db}")
     admin.command(f"CREATE TABLE {db}.spans (id UInt64, timestamp DateTime) ENGINE = MergeTree ORDER BY id")
-    url = ch_server.url(database=db)
+    url = ch_server.url_for(db)
     p = problem(_fail(resolve(clickhouse_url=url)), resolve(clickhouse_url=url))
     assert p.kind == errors.SCHEMA
     assert f"table {db}.spans is not tokentrail's (it lacks timestamp DateTime64(6, 'UTC'), duration_ms Float64" in p.message
