@@ -70,6 +70,16 @@ def _equal_figures(store: Store, now: Any = NOW, windows: tuple[Filters, ...] = 
     assert store.rows(f"SELECT sum(spans), sum(input_tokens), sum(cost_usd) FROM {store.table('spend_daily')}")[0] == spans
 
 
+def old_server_store(ch_server: Any, home: Path, prefix: str, traces: int) -> tuple[str, Any, Any]:
+    """A database on the server made and filled by tokentrail 0.1.0: (name, admin client, settings)."""
+    db = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    client = ch_server.client()
+    old_migrate(client, db)
+    settings = resolve(clickhouse_url=ch_server.url_for(db), home=home)
+    write(client, settings, rows(traces))
+    return db, client, settings
+
+
 def _recorded(store: Store) -> list[tuple[int, int]]:
     return store.rows(f"SELECT number, count() FROM {store.table('migrations')} GROUP BY number ORDER BY number")
 
@@ -108,11 +118,7 @@ def test_upgrade_of_an_embedded_store_made_by_tokentrail_0_1(tt_home: Path) -> N
 
 
 def test_upgrade_of_a_server_made_by_tokentrail_0_1(ch_server: Any, tt_home: Path) -> None:
-    db = "old_" + uuid.uuid4().hex[:8]
-    client = ch_server.client()
-    old_migrate(client, db)
-    settings = resolve(clickhouse_url=ch_server.url_for(db), home=tt_home)
-    write(client, settings, rows(300))
+    db, client, settings = old_server_store(ch_server, tt_home, "old", 300)
     old_insert(client, db, _payload(30, "a"), "old-a")
     forget_schemas()
     with open_store(settings, ingest=False) as store:
@@ -128,11 +134,7 @@ def test_upgrade_of_a_server_made_by_tokentrail_0_1(ch_server: Any, tt_home: Pat
 def test_upgrade_of_a_server_while_an_old_version_writes(ch_server: Any, tt_home: Path) -> None:
     """The rollups are filled from a snapshot while inserts are held back for a moment (the old
     writer gets a retryable error, and retries its batch with the same token, as 0.1.0 does)."""
-    db = "up_" + uuid.uuid4().hex[:8]
-    client = ch_server.client()
-    old_migrate(client, db)
-    settings = resolve(clickhouse_url=ch_server.url_for(db), home=tt_home)
-    write(client, settings, rows(800))
+    db, client, settings = old_server_store(ch_server, tt_home, "up", 800)
     stop = threading.Event()
     sent: list[str] = []
     refused: list[str] = []
@@ -175,11 +177,7 @@ def test_upgrade_of_a_server_while_an_old_version_writes(ch_server: Any, tt_home
 
 
 def test_an_interrupted_rollup_build_is_built_again(ch_server: Any, tt_home: Path) -> None:
-    db = "int_" + uuid.uuid4().hex[:8]
-    client = ch_server.client()
-    old_migrate(client, db)
-    settings = resolve(clickhouse_url=ch_server.url_for(db), home=tt_home)
-    write(client, settings, rows(150))
+    db, client, settings = old_server_store(ch_server, tt_home, "int", 150)
     # a process died mid-build: its snapshot is there, two views made, a rollup half filled
     migrate_node(client, db, wait=0)  # the real build, complete
     client.command(f"DELETE FROM {db}.migrations WHERE number = 3")  # ... but it died before recording

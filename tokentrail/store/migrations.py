@@ -58,6 +58,7 @@ class Table:
     file: str
     shard_key: str | None = None
     rollup: bool = False  # filled by a view: a server's only (see migrate_node)
+    names: tuple[tuple[str, str], ...] = ()  # more $names of its SQL file
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class View:
 
     target: str
     file: str
+    names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,20 @@ class Migration:
     views: tuple[View, ...] = ()
 
 
+# the two spend rollups share their SQL: the hourly one without the attribution fields
+_HOURLY = (
+    ("grain", "hour"), ("bucket", "hour"), ("bucket_column", "hour DateTime('UTC') CODEC(Delta, ZSTD(1))"),
+    ("bucket_select", "toStartOfHour(s.timestamp)"), ("attribution_columns", ""), ("attribution_select", ""),
+    ("attribution_group", ""), ("lead_keys", ""), ("mid_keys", ""),
+)  # fmt: skip
+_DAILY = (
+    ("grain", "day"), ("bucket", "day"), ("bucket_column", "day Date CODEC(Delta, ZSTD(1))"),
+    ("bucket_select", "toDate(s.timestamp)"),
+    ("attribution_columns", "team LowCardinality(String),\n    feature LowCardinality(String),\n    tags Array(String),\n    "),
+    ("attribution_select", "s.team AS team, s.feature AS feature, s.tags AS tags,\n    "),
+    ("attribution_group", "team, feature, tags, "), ("lead_keys", "team, feature, "), ("mid_keys", "tags, "),
+)  # fmt: skip
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create spans", (Table("spans", "001_spans.sql", "cityHash64(trace_id)"),)),
     Migration(2, "create budget_events", (Table("budget_events", "002_budget_events.sql", "cityHash64(event_id)"),)),
@@ -91,15 +107,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             Alter("spans", "003_spans_codecs.sql"),
             Table("trace_index", "003_trace_index.sql", rollup=True),
-            Table("spend_hourly", "003_spend_hourly.sql", rollup=True),
-            Table("spend_daily", "003_spend_daily.sql", rollup=True),
+            Table("spend_hourly", "003_spend.sql", rollup=True, names=_HOURLY),
+            Table("spend_daily", "003_spend.sql", rollup=True, names=_DAILY),
             Table("traces_hourly", "003_traces_hourly.sql", rollup=True),
             Table("users_daily", "003_users_daily.sql", rollup=True),
         ),
         (
             View("trace_index", "003_trace_index.view.sql"),
-            View("spend_hourly", "003_spend_hourly.view.sql"),
-            View("spend_daily", "003_spend_daily.view.sql"),
+            View("spend_hourly", "003_spend.view.sql", _HOURLY),
+            View("spend_daily", "003_spend.view.sql", _DAILY),
             View("traces_hourly", "003_traces_hourly.view.sql"),
             View("users_daily", "003_users_daily.view.sql"),
         ),
@@ -191,7 +207,7 @@ class _Node:
 
     # -- steps -------------------------------------------------------------------------------
     def table(self, t: Table) -> None:
-        self.command(sql_file(t.file, table=self.q(t.name)))
+        self.command(sql_file(t.file, table=self.q(t.name), **dict(t.names)))
         if self.cluster:
             key = f", {t.shard_key}" if t.shard_key else ""
             self.command(
@@ -234,7 +250,7 @@ class _Node:
                     settings: dict[str, Any] = {"insert_deduplicate": 0}
                     if not exclusive:  # tagged: a process that sees it running knows the build is alive
                         settings["query_id"] = f"{BACKFILL_QUERY_ID}{uuid.uuid4().hex}"
-                    self.c.command(f"INSERT INTO {self.q(v.target)} {sql_file(v.file, spans=part)}", settings=settings)
+                    self.c.command(f"INSERT INTO {self.q(v.target)} {sql_file(v.file, spans=part, **dict(v.names))}", settings=settings)
         except BaseException:
             try:
                 self._undo(m)
@@ -263,7 +279,7 @@ class _Node:
             for p in partitions:
                 self.c.command(f"ALTER TABLE {snapshot} ATTACH PARTITION ID '{p}' FROM {spans}")
             for v in m.views:
-                select = sql_file(v.file, spans=spans)
+                select = sql_file(v.file, spans=spans, **dict(v.names))
                 self.command(f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{self.db}`.{v.target}_mv TO {self.q(v.target)} AS {select}")
         finally:
             if held:

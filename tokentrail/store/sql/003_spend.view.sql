@@ -1,6 +1,6 @@
 SELECT
-    toDate(s.timestamp) AS day, s.team AS team, s.feature AS feature, s.tags AS tags,
-    s.project AS project, s.environment AS environment, s.operation AS operation, s.provider AS provider,
+    $bucket_select AS $bucket,
+    ${attribution_select}s.project AS project, s.environment AS environment, s.operation AS operation, s.provider AS provider,
     s.request_model AS request_model, s.response_model AS response_model, s.status AS status,
     s.cost_status AS cost_status, toLowCardinality(s.error_type) AS error_type, s.framework AS framework,
     s.service_name AS service_name, s.usage_estimated AS usage_estimated,
@@ -18,5 +18,5 @@ SELECT
     sum(ifNull(s.cost_usd, 0)) AS cost_usd,
     min(s.timestamp) AS min_timestamp
 FROM $spans AS s
-GROUP BY day, team, feature, tags, project, environment, operation, provider, request_model, response_model, status,
+GROUP BY $bucket, ${attribution_group}project, environment, operation, provider, request_model, response_model, status,
     cost_status, error_type, framework, service_name, usage_estimated, has_cost, input_tier

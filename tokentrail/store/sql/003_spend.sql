@@ -1,11 +1,13 @@
--- Migration 3: spend and tokens by hour and model (no team / feature / user): what the
--- Overview and Efficiency pages and `report --by model` read. Sums only: read with sum().
--- has_cost: the spans with a cost (a NULL cost is unknown, not zero); input_tier: how many of
--- genai-prices' tier thresholds the call's input exceeds (tiered prices are cliffs).
+-- Migration 3: spend and tokens by $grain: spend_hourly by hour and model (no team, feature or
+-- user: what the Overview and Efficiency pages and `report --by model` read), spend_daily by day
+-- and every attribution field but the user (the Breakdown page, team / feature / tag filters,
+-- budgets). Sums only: read with sum(). has_cost: the spans with a cost (a NULL cost is
+-- unknown, not zero); input_tier: how many of genai-prices' tier thresholds the call's input
+-- exceeds (tiered prices are cliffs).
 CREATE TABLE IF NOT EXISTS $table
 (
-    hour DateTime('UTC') CODEC(Delta, ZSTD(1)),
-    project LowCardinality(String),
+    $bucket_column,
+    ${attribution_columns}project LowCardinality(String),
     environment LowCardinality(String),
     operation LowCardinality(String),
     provider LowCardinality(String),
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS $table
     min_timestamp SimpleAggregateFunction(min, DateTime64(6, 'UTC'))
 )
 ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (hour, operation, request_model, provider, project, environment, response_model, status,
+PARTITION BY toYYYYMM($bucket)
+ORDER BY ($bucket, operation, ${lead_keys}request_model, provider, project, environment, ${mid_keys}response_model, status,
           cost_status, error_type, usage_estimated, has_cost, input_tier, framework, service_name)
 SETTINGS non_replicated_deduplication_window = 100000
