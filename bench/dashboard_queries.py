@@ -316,14 +316,16 @@ def tokentrail_questions(settings: Settings, now: datetime) -> dict[str, list[Ca
             lambda s: queries.what_if(s, f, "gpt-4o-mini", "openai"),
             lambda s: queries.totals(s, f),
         ],
-        "SQL": [lambda s: queries.run_sql(s, _first_example(s.database))],
+        "SQL": [lambda s: queries.run_sql(s, _first_example(s.database, rollup=s.rollups))],
     }
 
 
-def _first_example(db: str) -> str:
-    """The SQL page's first example, as the page shows it."""
+def _first_example(db: str, *, rollup: bool) -> str:
+    """The SQL page's first example, as the page shows it (on a server: the rollup's; with the
+    rollups off, the spans' one)."""
     text = (Path(__file__).resolve().parent.parent / "tokentrail" / "dashboard" / "views" / "sql.py").read_text()
-    example = text.split('"Spend by model, last 7 days": """', 1)[1].split('"""', 1)[0]
+    start = 'ROLLUP_EXAMPLE = """' if rollup else '"Spend by model, last 7 days": """'
+    example = text.split(start, 1)[1].split('"""', 1)[0]
     return example.replace("tokentrail.", f"{db}.")
 
 

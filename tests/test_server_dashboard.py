@@ -93,6 +93,16 @@ def test_every_page_on_the_database_the_url_names(ch_server: Any, tt_home: Path,
         for page in PAGES[1:]:
             at.switch_page(page).run()
             dash.assert_clean(at)
-        # the SQL page's examples name this database
+        # the SQL page's first example reads this database's hourly rollup, and equals the spans
         at.switch_page("views/sql.py").run()
-        assert f"FROM {db}.spans" in at.text_area(key="tt_sql").value
+        dash.assert_clean(at)
+        assert f"FROM {db}.spend_hourly" in at.text_area(key="tt_sql").value
+        dash._submit(at)
+        dash.assert_clean(at)
+        frame = at.dataframe[0].value
+        with open_store(rt.settings) as store:
+            by_model = dict(store.rows(
+                f"SELECT request_model, sum(cost_usd) FROM {db}.spans WHERE operation IN ('chat', 'text_completion', 'embeddings') "
+                "AND timestamp >= toStartOfHour(now() - INTERVAL 7 DAY) GROUP BY request_model"
+            ))  # fmt: skip
+        assert dict(zip(frame["model"], frame["spend_usd"], strict=True)) == by_model
