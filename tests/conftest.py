@@ -69,3 +69,22 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     rt.shutdown()
     runtime._default = None
     assert no_context_left(), "a span of ours is still the current OTel context"
+
+
+# -- a real ClickHouse server (tests/chserver.py) ------------------------------------------------
+@pytest.fixture(scope="session")
+def ch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One ClickHouse server for the session; each test uses a database of its own (ch_url)."""
+    from chserver import ClickHouseServer
+
+    server = ClickHouseServer(tmp_path_factory.mktemp("clickhouse")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ch_url(ch_server: Any) -> str:
+    """`http://default:@127.0.0.1:PORT/t_<random>`: a database of its own, not yet created."""
+    import uuid
+
+    return str(ch_server.url_for("t_" + uuid.uuid4().hex[:12]))

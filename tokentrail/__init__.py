@@ -49,6 +49,8 @@ def configure(
     capture_content: bool | None = None,
     service_name: str | None = None,
     webhook_url: str | None = None,
+    retention_days: int | None = None,
+    cluster: str | None = None,
     config_file: str | None = None,
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
@@ -67,6 +69,8 @@ def configure(
         capture_content=capture_content,
         service_name=service_name,
         webhook_url=webhook_url,
+        retention_days=retention_days,
+        cluster=cluster,
     )
 
 

@@ -342,14 +342,14 @@ _RETRY_HINT = "fix or delete it (the store's error is beside it in <file>.error.
 
 
 def cmd_ingest(args: argparse.Namespace, console: Console) -> int:
-    from .store import DATABASE, spool
+    from .store import spool
 
     settings = _settings(args)
     requeued = spool.requeue_rejected(settings.spool_dir) if args.retry_rejected else 0
     with _open_no_ingest(settings) as store:
-        before = _row_counts(store, DATABASE)
+        before = _row_counts(store)
         done = store.ingest()
-        after = _row_counts(store, DATABASE)
+        after = _row_counts(store)
     added = {t: after[t] - before.get(t, 0) for t in after}
     if requeued:
         console.print(f"retried {requeued} set-aside file{'s' if requeued != 1 else ''}")
@@ -374,13 +374,9 @@ def _open_no_ingest(settings: Any) -> Any:
     return open_store(settings, ingest=False, lock_timeout=LOCK_TIMEOUT_S)
 
 
-def _row_counts(store: Any, database: str) -> dict[str, int]:
-    rows = store.rows(
-        "SELECT name, total_rows FROM system.tables WHERE database = {db:String} "
-        "AND name IN ('spans', 'budget_events', 'lost_spans')",
-        {"db": database},
-    )
-    return {str(n): int(c or 0) for n, c in rows}
+def _row_counts(store: Any) -> dict[str, int]:
+    # count(): exact on a Distributed table too (system.tables has no rows for one)
+    return {t: int(store.rows(f"SELECT count() FROM {store.table(t)}")[0][0]) for t in ("spans", "budget_events", "lost_spans")}
 
 
 # -- status --------------------------------------------------------------------------------
@@ -580,7 +576,6 @@ def _demo_summary(
     settings: Any, result: Any, console: Console, *, demo_config: Path | None = None, earlier: Any = None
 ) -> None:
     from .queries import MODEL_OPERATIONS, Filters, report, totals
-    from .store import DATABASE
 
     filters = Filters(since=result.start)
     since_us = int(result.start.timestamp() * 1_000_000)
@@ -595,14 +590,14 @@ def _demo_summary(
             events = {
                 str(e): int(n)
                 for e, n in store.rows(
-                    f"SELECT event, count() FROM {DATABASE}.budget_events WHERE timestamp >= {since} GROUP BY event"
+                    f"SELECT event, count() FROM {store.table('budget_events')} WHERE timestamp >= {since} GROUP BY event"
                 )
             }
             ops = ", ".join(f"'{op}'" for op in MODEL_OPERATIONS)
             blocked = [
                 (str(m), int(n))
                 for m, n in store.rows(
-                    f"SELECT request_model, count() AS n FROM {DATABASE}.spans WHERE timestamp >= {since} "
+                    f"SELECT request_model, count() AS n FROM {store.table('spans')} WHERE timestamp >= {since} "
                     f"AND operation IN ({ops}) AND error_type = 'BudgetExceeded' GROUP BY request_model ORDER BY n DESC, request_model"
                 )
             ]
@@ -767,48 +762,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- entry point ---------------------------------------------------------------------------
-_STORE_FIX = "check TOKENTRAIL_CLICKHOUSE_URL / TOKENTRAIL_HOME, and that no other program holds the embedded store"
-_UNREACHABLE = (
-    ("connection refused", "connection refused"),
-    ("timed out", "timed out"),
-    ("timeout", "timed out"),
-    ("name or service not known", "unknown host"),
-    ("nodename nor servname", "unknown host"),
-    ("temporary failure in name resolution", "unknown host"),
-    ("max retries exceeded", "unreachable"),
-)
-
-
-def _server_url(args: argparse.Namespace) -> str | None:
-    """The configured server URL without its password, or None for the embedded store."""
-    from urllib.parse import urlsplit, urlunsplit
+def _clickhouse_problem(e: BaseException, args: argparse.Namespace) -> str:
+    """One line for a store failure outside user SQL, by kind (tokentrail.store.errors): an
+    unreachable server, a wrong password, a missing right, a table that is not tokentrail's."""
+    from .store import problem
 
     try:
-        url = _settings(args).clickhouse_url
+        settings = _settings(args)
     except Exception:
-        return None
-    if not url or url.startswith("chdb://"):
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        from .config import Settings
 
-
-def _clickhouse_problem(e: BaseException, args: argparse.Namespace) -> str:
-    """One line for a ClickHouse failure outside user SQL: an unreachable server, a busy store."""
-    text = " ".join(str(e).split()).lower()
-    url = _server_url(args)
-    if url:
-        for needle, what in _UNREACHABLE:
-            if needle in text:
-                return (
-                    f"tokentrail: {args.command}: cannot reach ClickHouse at {url} ({what}); "
-                    "check TOKENTRAIL_CLICKHOUSE_URL and that the server is up"
-                )
-    from .queries import sql_error
-
-    return f"tokentrail: {args.command}: ClickHouse: {sql_error(e).problem}; {_STORE_FIX}"
+        settings = Settings()
+    return f"tokentrail: {args.command}: {problem(e, settings).message}"
 
 
 def _missing_module(e: ModuleNotFoundError, command: str) -> str:
@@ -838,11 +803,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("clickhouse_connect").propagate = False
     console = _console()
     func: Callable[[argparse.Namespace, Console], int] = args.func
+    from .store.errors import StoreError
+
     try:
         return int(func(args, console))
     except ConfigError as e:
         _err(str(e))
         return EXIT_USAGE
+    except StoreError as e:  # found by tokentrail itself: a migration it may not run, a foreign table
+        _err(f"tokentrail: {args.command}: {e.problem.message}")
+        return EXIT_RUNTIME
     except TokentrailError as e:
         _err(str(e))
         return EXIT_RUNTIME

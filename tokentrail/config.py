@@ -24,6 +24,9 @@ CONFIG_FILE_NAME = "tokentrail.toml"
 _URL_SCHEMES = ("http://", "https://", "chdb://")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:/@+-]{1,128}$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+# ClickHouse identifiers tokentrail writes into DDL unquoted-safe (database, cluster)
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+DEFAULT_DATABASE = "tokentrail"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -50,6 +53,10 @@ class Settings:
             ending a span writes the oldest batch to the spool itself (nothing is dropped).
         sql_max_seconds, sql_max_memory_bytes, sql_max_rows: limits on user SQL (`tokentrail
             sql`, the dashboard's SQL page): execution time, memory, result rows.
+        retention_days: keep spans (and their rollups) this many days (a ClickHouse TTL);
+            None leaves the tables as they are, 0 removes a TTL set before.
+        cluster: the ClickHouse cluster (`remote_servers`) whose shards hold the tables; inserts
+            and reads go through Distributed tables. None: a single server.
         config_file: the tokentrail.toml that was read, if any.
     """
 
@@ -68,11 +75,18 @@ class Settings:
     sql_max_seconds: float = 30.0
     sql_max_memory_bytes: int = 4 << 30
     sql_max_rows: int = 1_000_000
+    retention_days: int | None = None
+    cluster: str | None = None
     config_file: Path | None = None
 
     @property
     def embedded(self) -> bool:
         return self.clickhouse_url is None or self.clickhouse_url.startswith("chdb://")
+
+    @property
+    def database(self) -> str:
+        """The database tokentrail uses: the server URL's path (`.../llm_costs`), else `tokentrail`."""
+        return url_database(self.clickhouse_url) or DEFAULT_DATABASE
 
     @property
     def spool_dir(self) -> Path:
@@ -95,6 +109,16 @@ class Settings:
         return self.home / "store"
 
 
+def url_database(url: str | None) -> str | None:
+    """The database named by a server URL's path, or None (no path, or an embedded URL)."""
+    if not url or url.startswith("chdb://"):
+        return None
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path.strip("/")
+    return path or None
+
+
 # name -> (env var, kind)
 _FIELDS: dict[str, tuple[str | None, str]] = {
     "clickhouse_url": ("TOKENTRAIL_CLICKHOUSE_URL", "url"),
@@ -112,6 +136,8 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
     "sql_max_seconds": ("TOKENTRAIL_SQL_MAX_SECONDS", "seconds"),
     "sql_max_memory_bytes": ("TOKENTRAIL_SQL_MAX_MEMORY", "bytes"),
     "sql_max_rows": ("TOKENTRAIL_SQL_MAX_ROWS", "count"),
+    "retention_days": ("TOKENTRAIL_RETENTION_DAYS", "days"),
+    "cluster": ("TOKENTRAIL_CLUSTER", "identifier"),
 }
 ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
 
@@ -161,6 +187,13 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
                 f"{value!r} is not a ClickHouse URL",
                 "use http(s)://user:pass@host:8123/db for a server or chdb:///path for the embedded store",
             )
+        db = url_database(value)
+        if db is not None and not _IDENT_RE.match(db):
+            raise ConfigError(
+                where,
+                f"the URL's path {db!r} is not a database name",
+                "name one database after the port, e.g. http://host:8123/llm_costs (letters, digits, _)",
+            )
         return value
     if kind == "path":
         if not isinstance(value, (str, os.PathLike)) or str(value) == "":
@@ -189,6 +222,20 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ConfigError(where, f"{value!r} is not true or false", "use true or false")
+    if kind == "days":
+        if value is None or value == "":
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise ConfigError(where, f"{value!r} is not a whole number of days", "use e.g. 90 (0 removes the retention)")
+    if kind == "identifier":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not _IDENT_RE.match(value):
+            raise ConfigError(where, f"{value!r} is not a ClickHouse cluster name", "use the name under <remote_servers> (letters, digits, _)")
+        return value
     if kind == "webhook":
         if value in (None, ""):
             return None
@@ -274,4 +321,9 @@ def resolve(config_file: str | os.PathLike[str] | None = None, **arguments: Any)
         elif name in file_values:
             values[name] = _check(name, kind, file_values[name], path.name if path else "file")
     values["config_file"] = path
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.cluster and settings.embedded:
+        raise ConfigError(
+            "cluster", f"{settings.cluster!r} needs a ClickHouse server", "set clickhouse_url to http(s)://user:pass@host:8123/db"
+        )
+    return settings

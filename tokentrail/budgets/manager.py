@@ -710,7 +710,7 @@ class BudgetManager:
         if self.settings.embedded:
             _embedded_opened = True
         with open_store(self.settings, lock_timeout=self.lock_timeout) as store:
-            yield store.client
+            yield store  # a Store: its spend is read from the rollups where they hold it
 
     def refresh(self) -> bool:
         """Read every budget's spend from the store now; True when it worked."""

@@ -15,10 +15,9 @@ from typing import Any, cast
 
 from .. import clock
 from ..errors import format_usd as fmt_usd
-from ..store import DATABASE
 from .model import Budget, CompiledBudget, coerce_budgets, compile_budget, scope_value
 from .periods import CALENDAR, NS, Window, length_ns, window
-from .spend import Spend, _lit, fetch_spend, scope_sql
+from .spend import Spend, _lit, as_store, fetch_spend, window_facts
 
 __all__ = ["BudgetStatus", "burndown", "fmt_usd", "recent_events", "status"]
 
@@ -124,8 +123,7 @@ def status(store: Any, settings: Any, now: datetime | int | None = None) -> list
     now_ns = _now_ns(now)
     compiled = [compile_budget(i, b) for i, b in enumerate(_budgets(settings))]
     items = [(cb, window(cb.budget.period, cb.budget.timezone, now_ns)) for cb in compiled]
-    client = getattr(store, "client", store)
-    spend = fetch_spend(client, items)
+    spend = fetch_spend(store, items)
     out: list[BudgetStatus] = []
     for cb, w in items:
         if not cb.star:
@@ -158,13 +156,14 @@ def burndown(
     if cb is None:
         raise KeyError(budget)
     w = window(cb.budget.period, cb.budget.timezone, now_ns)
-    where, _ = scope_sql(cb, w)
-    conds = [where, *_key_conds(cb, scope_value)]
     tz = _lit(cb.budget.timezone)
-    unit = "toStartOfHour(timestamp)" if cb.budget.period in ("day", "24h") else f"toStartOfDay(timestamp, {tz})"
-    rows = getattr(store, "client", store).query(
-        f"SELECT toUnixTimestamp({unit}) AS t, sum(cost_usd) FROM {DATABASE}.spans "
-        f"WHERE {' AND '.join(conds)} GROUP BY t ORDER BY t"
+    if cb.budget.period in ("day", "24h"):
+        unit, grain = "toStartOfHour(timestamp)", 3600
+    else:  # days in the budget's zone: a rollup's hours or days fall inside them when its offsets allow
+        unit, grain = f"toStartOfDay(timestamp, {tz})", _grain_in(cb.budget.timezone, w, now_ns)
+    src = window_facts(store, cb, w, grain=grain, extra=" AND ".join(_key_conds(cb, scope_value)))
+    rows = as_store(store).client.query(
+        f"SELECT toUnixTimestamp({unit}) AS t, sum(cost_usd) FROM {src.sql} GROUP BY t ORDER BY t", parameters=src.params
     ).result_rows
     out: list[tuple[datetime, Decimal]] = []
     total = Decimal(0)
@@ -174,15 +173,31 @@ def burndown(
     return out
 
 
+def _grain_in(tz: str, w: Window, now_ns: int) -> int:
+    """The coarsest rollup bucket whose boundaries are that zone's day boundaries through the
+    window: a day when it is UTC throughout, an hour for whole-hour offsets, else none (1 s)."""
+    from .periods import _zone
+
+    zone = _zone(tz)
+    instants = [w.start_ns, now_ns] + ([w.end_ns] if w.end_ns is not None else [])
+    offsets = set()
+    for ns in instants:
+        off = datetime.fromtimestamp(max(ns, 0) / NS, tz=zone).utcoffset()
+        offsets.add(int(off.total_seconds()) if off is not None else 0)
+    if offsets == {0}:
+        return 86400
+    return 3600 if all(o % 3600 == 0 for o in offsets) else 1
+
+
 def recent_events(store: Any, *, budget: str | None = None, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
-    """The latest rows of `tokentrail.budget_events`, newest first, as dicts."""
+    """The latest rows of the store's `budget_events`, newest first, as dicts."""
     conds = ["1"]
     if budget is not None:
         conds.append(f"budget = {_lit(budget)}")
     if since is not None:
         conds.append(f"timestamp >= fromUnixTimestamp64Micro(toInt64({_now_ns(since) // 1000}), 'UTC')")
-    res = getattr(store, "client", store).query(
-        f"SELECT * FROM {DATABASE}.budget_events WHERE {' AND '.join(conds)} "
+    res = as_store(store).client.query(
+        f"SELECT * FROM {as_store(store).table('budget_events')} WHERE {' AND '.join(conds)} "
         f"ORDER BY timestamp DESC LIMIT {int(limit)}"
     )
     return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]

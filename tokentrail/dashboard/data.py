@@ -52,12 +52,10 @@ def with_store(s: Settings, fn: Callable[..., T], *args: Any, **kwargs: Any) -> 
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
         if isinstance(e, ClickHouseError):
-            raise StoreUnavailable(f"tokentrail: cannot read the store ({_first_line(e)})") from None
+            from ..store import problem
+
+            raise StoreUnavailable(f"tokentrail: cannot read the store: {problem(e, s).message}") from None
         raise
-
-
-def _first_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300]
 
 
 def _budget_status(store: Any, now: Any = None) -> Any:

@@ -1,4 +1,4 @@
-"""An OpenTelemetry SpanExporter that writes `tokentrail.spans`.
+"""An OpenTelemetry SpanExporter that writes the store's `spans` table (`tokentrail.spans` by default).
 
 Embedded store: every batch goes to the spool (an application never opens the chdb directory).
 Server: a batch is inserted directly, within a total deadline (`insert_deadline_s`: connect,
@@ -26,7 +26,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .._internal import on_fork_in_child
 from ..config import Settings
 from ..errors import one_line
-from ..store import connect_server, ingest_spool, spool
+from ..store import (
+    connect_server,
+    ensure_schema,
+    forget_missing_schema,
+    ingest_spool,
+    problem,
+    spool,
+)
 from ..store.deadline import Deadlines
 from ..store.health import ExportHealth
 from ..store.ingest import raw_insert, refuses_data
@@ -51,6 +58,7 @@ class ClickHouseSpanExporter(SpanExporter):
         self._down_until = 0.0
         self._next_drain = 0.0
         self._last_warning = -_LOG_INTERVAL_S
+        self._told: set[tuple[str, str]] = set()  # store problems already logged (not transient)
         self._shutdown = False
         self._lock = threading.Lock()
         self._counts_lock = threading.Lock()
@@ -79,18 +87,20 @@ class ClickHouseSpanExporter(SpanExporter):
     def _server_client(self) -> Any:
         if self._client is None:
             assert self.settings.clickhouse_url
-            from ..store.migrations import migrate
-
             # socket timeouts near the deadline, so an abandoned call ends soon after it (the
             # client takes whole seconds)
             timeout = max(1, math.ceil(self.deadline_s))
             client = connect_server(self.settings.clickhouse_url, connect_timeout=min(2, timeout), send_receive_timeout=timeout)
-            migrate(client)
+            try:
+                ensure_schema(client, self.settings)  # once per process, not on every reconnect
+            except BaseException:
+                client.close()
+                raise
             self._client = client
         return self._client
 
     def _insert_now(self, table: str, payload: bytes, batch_id: str) -> None:
-        raw_insert(self._server_client())(table, payload, batch_id)
+        raw_insert(self._server_client(), self.settings)(table, payload, batch_id)
 
     def _insert(self, table: str, payload: bytes, batch_id: str) -> None:
         self._io.run(lambda: self._insert_now(table, payload, batch_id), self.deadline_s)
@@ -104,15 +114,23 @@ class ClickHouseSpanExporter(SpanExporter):
 
     def _server_failed(self, e: BaseException) -> None:
         self._client = None
+        forget_missing_schema(self.settings, e)  # tables dropped: made again on reconnect
         self._down_until = time.monotonic() + self.retry_interval
-        why = one_line(e)
-        self.health.error(why)
-        if time.monotonic() - self._last_warning >= _LOG_INTERVAL_S:
+        found = problem(e, self.settings)
+        self.health.error(f"{found.kind}: {found.message}")
+        if found.transient:
+            # unreachable, timed out, busy: nothing to fix, said at most once a minute
+            if time.monotonic() - self._last_warning < _LOG_INTERVAL_S:
+                return
             self._last_warning = time.monotonic()
-            logger.warning(
-                "tokentrail: ClickHouse at %s failed (%s); batches go to the spool, retry in %.0fs",
-                self.settings.public_store, why, self.retry_interval,
-            )  # fmt: skip
+        elif (found.kind, found.message) in self._told:
+            return  # a wrong password or a missing right: said once, not on every retry
+        else:
+            self._told.add((found.kind, found.message))
+        logger.warning(
+            "tokentrail: ClickHouse at %s: %s; batches go to the spool, retry in %.0fs",
+            self.settings.public_store, found.message, self.retry_interval,
+        )  # fmt: skip
 
     @property
     def server_down(self) -> bool:
@@ -189,7 +207,7 @@ class ClickHouseSpanExporter(SpanExporter):
             if self.server_down:
                 return 0
             try:
-                done = ingest_spool(None, self.settings.spool_dir, insert=self._insert, limit=limit)
+                done = ingest_spool(None, self.settings.spool_dir, self.settings, insert=self._insert, limit=limit)
             except Exception as e:
                 self._server_failed(e)
                 return 0

@@ -8,12 +8,16 @@ returns typed results. Filters render to a WHERE clause with ClickHouse server-s
 Spend is counted on model-call spans (operation chat / text_completion / embeddings): chains,
 retrievers and tools carry no cost of their own.
 
-Modules: filters (time windows, Filters -> WHERE), spend (report, totals, breakdowns, series,
-forecast), sql (read-only user SQL), traces, efficiency (cache savings, errors, what-if).
+Modules: filters (time windows, Filters -> WHERE), source (where the spans are read from: the
+raw spans or a rollup, with the same sums either way), spend (report, totals, breakdowns,
+series, forecast), sql (read-only user SQL), traces, efficiency (cache savings, errors, what-if).
+Every table is named through the store (`store.table("spans")`): the database is the one the
+URL names.
 
 To add a question (a dashboard page, say): write a function `name(store, filters, ...) -> typed
-result`, build its WHERE with `filters.where()` (and `.and_(...)` for more conditions), and use
-`MODEL_CALLS` when it counts calls or spend.
+result` that aggregates `source.facts(store, filters, need=<columns it reads>)` (or
+`spend.model_call_facts` for model calls) with sums only (`sum(spans)` counts spans), so it is
+answered from a rollup where one has those columns.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ from .filters import (
     FILTER_FIELDS,
     GROUP_BY,
     MODEL_OPERATIONS,
-    SPANS,
     Filters,
     FilterValue,
     Where,
@@ -87,7 +90,6 @@ __all__ = [
     "MODEL_OPERATIONS",
     "MonthForecast",
     "ReportRow",
-    "SPANS",
     "SeriesPoint",
     "SqlError",
     "SqlResult",

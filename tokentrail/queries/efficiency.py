@@ -10,8 +10,10 @@ from typing import Any
 
 from .. import semconv as sc
 from ..store import Store
-from .filters import SPANS, Filters, _utc, model_calls
-from .spend import _METRICS, ReportRow, _totals_from
+from ..store.schema import ROLLUP_TIERS
+from .filters import Filters, Where, _utc
+from .source import COST, METRIC_DIMS, facts
+from .spend import _METRICS, ReportRow, _totals_from, model_call_facts
 
 # Chat-like calls: the traffic a "what would another model cost" question re-prices
 # (embeddings are not interchangeable with a chat model).
@@ -33,13 +35,13 @@ class EstimatedShare:
 
 
 def estimated_share(store: Store, filters: Filters | None = None, *, now: datetime | None = None) -> EstimatedShare:
-    where = model_calls(filters or Filters(), now=now)
+    src, params = model_call_facts(store, filters, now=now, need=("usage_estimated",))
     r = store.rows(
-        "SELECT count(), countIf(usage_estimated), sum(input_tokens + output_tokens), "
-        "sumIf(input_tokens + output_tokens, usage_estimated), sum(cost_usd), "
-        f"if(countIf(usage_estimated AND cost_usd IS NOT NULL) = 0, NULL, sumIf(cost_usd, usage_estimated)) "
-        f"FROM {SPANS} WHERE {where.sql}",
-        where.params,
+        "SELECT sum(spans), sumIf(spans, usage_estimated), sum(input_tokens) + sum(output_tokens), "
+        f"sumIf(input_tokens, usage_estimated) + sumIf(output_tokens, usage_estimated), {COST}, "
+        "if(sumIf(spans, usage_estimated AND has_cost) = 0, NULL, sumIf(cost_usd, usage_estimated)) "
+        f"FROM {src}",
+        params,
     )[0]
     return EstimatedShare(
         calls=int(r[0]),
@@ -53,11 +55,10 @@ def estimated_share(store: Store, filters: Filters | None = None, *, now: dateti
 
 def error_costs(store: Store, filters: Filters | None = None, *, now: datetime | None = None) -> list[ReportRow]:
     """Model calls that failed, grouped by error type: what they cost anyway."""
-    where = model_calls(filters or Filters(), now=now).and_("status = 'error'")
+    src, params = model_call_facts(store, filters, now=now, need=("error_type",), extra=Where("status = 'error'"))
     rows = store.rows(
-        f"SELECT error_type AS key, {_METRICS} FROM {SPANS} WHERE {where.sql} "
-        "GROUP BY key ORDER BY cost_usd DESC NULLS LAST, calls DESC, key",
-        where.params,
+        f"SELECT error_type AS key, {_METRICS} FROM {src} GROUP BY key ORDER BY cost_usd DESC NULLS LAST, calls DESC, key",
+        params,
     )
     return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in rows]
 
@@ -126,6 +127,19 @@ def _bucket_sql() -> str:
     return f"arrayCount(t -> input_tokens > t, [{', '.join(str(t) for t in _tier_thresholds()) or '0'}])"
 
 
+def _tiers() -> tuple[str, bool]:
+    """(SQL of a call's tier bucket over facts, whether it may come from a rollup).
+
+    The rollups count ROLLUP_TIERS thresholds (`input_tier`); while every genai-prices threshold
+    is one of them, a call's bucket is a function of its input_tier, computed here in SQL."""
+    tiers = _tier_thresholds()
+    if not set(tiers) <= set(ROLLUP_TIERS):
+        return _bucket_sql(), False  # a new threshold: only the raw spans know each call's bucket
+    # tier k (k ROLLUP_TIERS thresholds below the input) -> how many genai-prices thresholds are below it
+    by_tier = [sum(1 for t in tiers if t <= lower) for lower in (0, *ROLLUP_TIERS)]
+    return f"[{', '.join(map(str, by_tier))}][input_tier + 1]", True
+
+
 def _bucket_tokens(bucket: int) -> int:
     """A call size inside tier bucket `bucket` (inputs above the bucket's threshold)."""
     tiers = _tier_thresholds()
@@ -161,13 +175,17 @@ class _RateBook:
         self._memo: dict[tuple[str, str, datetime, int], _Rates | None] = {}
         self._tod: dict[tuple[str, str], bool] = {}
 
-    def rates_at(self, model: str, provider: str, slot: datetime, bucket: int) -> _Rates | None:
-        """Rates at a 30-minute slot: the slot's day's, unless the price varies within a day."""
+    def varies(self, model: str, provider: str) -> bool:
+        """True when the model's price changes within a day (off-peak hours)."""
         key = (model, provider)
         tod = self._tod.get(key)
         if tod is None:
             tod = self._tod[key] = _varies_within_day(self.prices, model, provider)
-        when = slot if tod else slot.replace(hour=0, minute=0, second=0, microsecond=0)
+        return tod
+
+    def rates_at(self, model: str, provider: str, slot: datetime, bucket: int) -> _Rates | None:
+        """Rates at a 30-minute slot: the slot's day's, unless the price varies within a day."""
+        when = slot if self.varies(model, provider) else slot.replace(hour=0, minute=0, second=0, microsecond=0)
         return self.rates(model, provider, when, bucket)
 
     def rates(self, model: str, provider: str, when: datetime, bucket: int) -> _Rates | None:
@@ -209,9 +227,8 @@ class _RateBook:
 _SLOT_SQL = "toStartOfInterval(timestamp, INTERVAL 30 MINUTE)"
 _DAY_SQL = "toDateTime(toDate(timestamp), 'UTC')"
 _TOKEN_SUMS = (
-    "sum(greatest(toInt64(input_tokens) - toInt64(cache_read_tokens) - toInt64(cache_write_tokens), 0)), "
-    "sum(cache_read_tokens), sum(cache_write_tokens), "
-    "sum(greatest(toInt64(output_tokens), toInt64(reasoning_tokens))), sum(reasoning_tokens)"
+    "sum(uncached_input_tokens), sum(cache_read_tokens), sum(cache_write_tokens), "
+    "sum(output_or_reasoning_tokens), sum(reasoning_tokens)"
 )
 
 
@@ -261,16 +278,27 @@ def cache_savings(
     store: Store, filters: Filters | None = None, *, prices: Any = None, now: datetime | None = None
 ) -> CacheSavings:
     prices = prices if prices is not None else price_book(store.settings.prices)
-    where = model_calls(filters or Filters(), now=now).and_("cache_read_tokens > 0")
-    # one scan, in 30-minute slots; a model whose price does not change within a day is then
-    # priced per day (PriceBook's own granularity), an off-peak-priced one per slot
-    rows = store.rows(
-        f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {_SLOT_SQL} AS t, {_bucket_sql()} AS b, "
-        f"count(), sum(cache_read_tokens), (cost_usd IS NOT NULL) AS priced "
-        f"FROM {SPANS} WHERE {where.sql} GROUP BY m, request_model, provider, t, b, priced",
-        where.params,
-    )
     book = _RateBook(prices)
+    tier_sql, tiered = _tiers()
+    need = ("response_model", "request_model", "provider", "input_tier")
+
+    def scan(slot: str, grain: int, extra: Where | None = None) -> list[tuple[Any, ...]]:
+        src, params = model_call_facts(store, filters, now=now, need=need, extra=extra, grain=grain, raw=not tiered)
+        return store.rows(
+            f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {slot} AS t, {tier_sql} AS b, "
+            f"sum(cache_read_calls), sum(cache_read_tokens), has_cost AS priced FROM {src} "
+            "GROUP BY m, request_model, provider, t, b, priced HAVING sum(cache_read_calls) > 0",
+            params,
+        )
+
+    # a day at a time (PriceBook's own granularity, and what a rollup can give); the models
+    # priced by time of day (off-peak hours) again from the spans, per 30 minutes
+    rows = scan(_DAY_SQL, 86400)
+    tod = sorted({str(r[1]) for r in rows if book.varies(str(r[0]), str(r[2])) or book.varies(str(r[1]), str(r[2]))})
+    if tod:
+        rows = [r for r in rows if str(r[1]) not in tod] + scan(
+            _SLOT_SQL, 1800, Where("request_model IN {cs_tod:Array(String)}", {"cs_tod": tod})
+        )
     saved: dict[tuple[str, str], list[Any]] = {}
     unpriced = 0
     with _decimal_context():
@@ -339,14 +367,23 @@ def what_if(
     tokens as they were: a different model would tokenize differently; this is the estimate
     every cost calculator makes)."""
     prices = prices if prices is not None else price_book(store.settings.prices)
-    where = (filters or Filters()).where(now=now).and_("operation IN {wi_ops:Array(String)}", wi_ops=list(CHAT_OPERATIONS))
     tod = _varies_within_day(prices, model, provider)
-    slot = _SLOT_SQL if tod else _DAY_SQL
+    slot, grain = (_SLOT_SQL, 1800) if tod else (_DAY_SQL, 86400)
+    tier_sql, tiered = _tiers()
+    src = facts(
+        store,
+        filters,
+        now=now,
+        need=("request_model", "provider", "input_tier", "operation", *METRIC_DIMS),
+        conditions=Where("operation IN {wi_ops:Array(String)}", {"wi_ops": list(CHAT_OPERATIONS)}),
+        grain=grain,
+        raw=not tiered,
+    )
     rows = store.rows(
-        f"SELECT request_model, provider, {slot} AS t, {_bucket_sql()} AS b, (cost_usd IS NOT NULL) AS known, "
-        f"count(), sum(cost_usd), {_TOKEN_SUMS} FROM {SPANS} WHERE {where.sql} "
+        f"SELECT request_model, provider, {slot} AS t, {tier_sql} AS b, has_cost AS known, "
+        f"sum(spans), sum(cost_usd), {_TOKEN_SUMS} FROM {src.sql} "
         "GROUP BY request_model, provider, t, b, known",
-        where.params,
+        src.params,
     )
     book = _RateBook(prices)
     groups: dict[tuple[str, str], list[Any]] = {}

@@ -11,9 +11,7 @@ from typing import Any
 from .. import clock
 from .. import semconv as sc
 from ..errors import ConfigError
-from ..store import DATABASE
 
-SPANS = f"{DATABASE}.spans"
 MODEL_OPERATIONS: tuple[str, ...] = (sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_EMBEDDINGS)
 
 # report --by NAME -> SQL expression of the group key. A fixed whitelist: the key is SQL text.
@@ -125,11 +123,12 @@ class Filters:
             raise ConfigError("since", f"{since:%Y-%m-%d %H:%M} is not before until {until:%Y-%m-%d %H:%M}", "swap them")
         return since, until
 
-    def where(self, *, now: datetime | None = None, prefix: str = "f_") -> Where:
-        """The WHERE condition ("1" when nothing is filtered) with parameters named `{prefix}field`."""
+    def where(self, *, now: datetime | None = None, prefix: str = "f_", time: bool = True) -> Where:
+        """The WHERE condition ("1" when nothing is filtered) with parameters named `{prefix}field`;
+        time=False leaves the time range out (a source that splits time renders it)."""
         conditions: list[str] = []
         params: dict[str, Any] = {}
-        since, until = self.time_range(now)
+        since, until = self.time_range(now) if time else (None, None)
         # naive UTC: the parameter is typed DateTime64(6, 'UTC'), so no zone conversion happens
         if since is not None:
             conditions.append(f"timestamp >= {{{prefix}since:DateTime64(6, 'UTC')}}")

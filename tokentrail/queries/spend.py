@@ -11,7 +11,8 @@ from typing import Any
 from .. import clock
 from ..errors import ConfigError
 from ..store import Store
-from .filters import FILTER_FIELDS, GROUP_BY, SPANS, Filters, _utc, model_calls
+from .filters import FILTER_FIELDS, GROUP_BY, MODEL_OPERATIONS, Filters, Where, _utc
+from .source import COST, METRIC_DIMS, METRICS, USERS, facts
 
 
 # -- spend report ---------------------------------------------------------------------------
@@ -47,17 +48,45 @@ class ReportRow(Totals):
     key: str = ""
 
 
-_METRICS = """
-    count() AS calls,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
-    sum(cache_read_tokens) AS cache_read_tokens,
-    sum(cache_write_tokens) AS cache_write_tokens,
-    sum(reasoning_tokens) AS reasoning_tokens,
-    sum(cost_usd) AS cost_usd,
-    countIf(cost_status = 'unpriced') AS unpriced_calls,
-    countIf(status = 'error') AS errors
-"""
+_METRICS = METRICS  # over facts (see source.py): the same sums from spans or a rollup
+
+# the columns each grouping reads (for the choice of a rollup); "day" reads the time only
+_KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "model": ("request_model",),
+    "response_model": ("response_model",),
+    "provider": ("provider",),
+    "user": ("user_id",),
+    "team": ("team",),
+    "feature": ("feature",),
+    "project": ("project",),
+    "environment": ("environment",),
+    "session": ("session_id",),
+    "operation": ("operation",),
+    "status": ("status",),
+    "day": (),
+    "tag": ("tags",),
+    "error_type": ("error_type",),
+    "cost_status": ("cost_status",),
+    "framework": ("framework",),
+    "service": ("service_name",),
+}
+
+
+def model_call_facts(
+    store: Store,
+    filters: Filters | None,
+    *,
+    now: datetime | None,
+    need: tuple[str, ...] = (),
+    extra: Where | None = None,
+    **kw: Any,
+) -> tuple[str, dict[str, Any]]:
+    """`FROM ...` over the model calls matching the filters (and `extra`): see source.facts."""
+    cond = Where("operation IN {mc_ops:Array(String)}", {"mc_ops": list(MODEL_OPERATIONS)})
+    if extra is not None:
+        cond = cond.and_(extra.sql, **extra.params)
+    src = facts(store, filters, now=now, need=(*need, *METRIC_DIMS, "operation"), conditions=cond, **kw)
+    return src.sql, src.params
 
 
 def _totals_from(row: Sequence[Any]) -> dict[str, Any]:
@@ -87,18 +116,18 @@ def report(
 ) -> list[ReportRow]:
     """Model calls grouped by `by` (see GROUP_BY): most expensive first (by day: oldest first)."""
     key = check_group(by)
-    where = model_calls(filters or Filters(), now=now)
+    src, params = model_call_facts(store, filters, now=now, need=_KEY_COLUMNS[by])
     order = "key" if by == "day" else "cost_usd DESC NULLS LAST, calls DESC, key"
-    sql = f"SELECT {key} AS key, {_METRICS} FROM {SPANS} WHERE {where.sql} GROUP BY key ORDER BY {order}"
+    sql = f"SELECT {key} AS key, {_METRICS} FROM {src} GROUP BY key ORDER BY {order}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in store.rows(sql, where.params)]
+    return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in store.rows(sql, params)]
 
 
 def totals(store: Store, filters: Filters | None = None, *, now: datetime | None = None) -> Totals:
     """All model calls matching the filters, summed."""
-    where = model_calls(filters or Filters(), now=now)
-    rows = store.rows(f"SELECT {_METRICS} FROM {SPANS} WHERE {where.sql}", where.params)
+    src, params = model_call_facts(store, filters, now=now)
+    rows = store.rows(f"SELECT {_METRICS} FROM {src}", params)
     return Totals(**_totals_from(rows[0]))
 
 
@@ -117,20 +146,25 @@ BREAKDOWN_BY: dict[str, str] = {
 
 def span_count(store: Store) -> int:
     """Every span in the store, unfiltered (zero means: show how to get data in)."""
-    return int(store.rows(f"SELECT count() FROM {SPANS}")[0][0])
+    return int(store.rows(f"SELECT count() FROM {store.table('spans')}")[0][0])
 
 
 def filter_values(store: Store, filters: Filters, *, limit: int = 500, now: datetime | None = None) -> dict[str, list[str]]:
     """The values each FILTER_FIELDS field takes in the filters' time range (other filters
     ignored, so every choice stays reachable). Users: the `limit` most active."""
-    window = Filters(since=filters.since, until=filters.until).where(now=now)
+    window = Filters(since=filters.since, until=filters.until)
     low = [f for f in FILTER_FIELDS if f != "user_id"]
+    src = facts(store, window, now=now, need=[FILTER_FIELDS[f] for f in low])
     cols = ", ".join(f"arraySort(groupUniqArray({FILTER_FIELDS[f]}))" for f in low)
-    row = store.rows(
-        f"SELECT {cols}, topK({int(limit)})(user_id) FROM {SPANS} WHERE {window.sql}", window.params
-    )[0]
+    row = store.rows(f"SELECT {cols} FROM {src.sql}", src.params)[0]
     out = {f: [str(v) for v in values] for f, values in zip(low, row[: len(low)], strict=True)}
-    out["user_id"] = sorted(str(v) for v in row[len(low)])
+    # users: the `limit` with the most spans (ties by id), exact on a rollup as on the spans
+    users = facts(store, window, now=now, need=["user_id"], among=(USERS,))
+    top = store.rows(
+        f"SELECT user_id, sum(spans) AS n FROM {users.sql} GROUP BY user_id ORDER BY n DESC, user_id LIMIT {int(limit)}",
+        users.params,
+    )
+    out["user_id"] = sorted(str(r[0]) for r in top)
     # spans other than model calls have no model or provider: '' is not a choice there
     out["model"] = [v for v in out["model"] if v]
     out["provider"] = [v for v in out["provider"] if v]
@@ -145,14 +179,14 @@ def breakdown(
         return report(store, by, filters, limit=limit, now=now)
     if by not in BREAKDOWN_BY:
         raise ConfigError("by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}")
-    where = model_calls(filters or Filters(), now=now)
+    src, params = model_call_facts(store, filters, now=now, need=_KEY_COLUMNS[by])
     sql = (
-        f"SELECT {BREAKDOWN_BY[by]} AS key, {_METRICS} FROM {SPANS} WHERE {where.sql} "
+        f"SELECT {BREAKDOWN_BY[by]} AS key, {_METRICS} FROM {src} "
         "GROUP BY key ORDER BY cost_usd DESC NULLS LAST, calls DESC, key"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in store.rows(sql, where.params)]
+    return [ReportRow(key=str(r[0]), **_totals_from(r[1:])) for r in store.rows(sql, params)]
 
 
 @dataclass(frozen=True)
@@ -168,6 +202,7 @@ class SeriesPoint:
 
 
 _BUCKETS = {"hour": "toStartOfHour(timestamp)", "day": "toDateTime(toDate(timestamp), 'UTC')"}
+_GRAIN = {"hour": 3600, "day": 86400}
 
 
 def spend_series(
@@ -178,10 +213,10 @@ def spend_series(
         raise ConfigError("bucket", f"{bucket!r} is not a bucket", "use hour or day")
     if by not in BREAKDOWN_BY:
         raise ConfigError("by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}")
-    where = model_calls(filters or Filters(), now=now)
+    src, params = model_call_facts(store, filters, now=now, need=_KEY_COLUMNS[by], grain=_GRAIN[bucket])
     sql = (
-        f"SELECT {_BUCKETS[bucket]} AS b, {BREAKDOWN_BY[by]} AS key, count(), sum(input_tokens), "
-        f"sum(output_tokens), sum(cost_usd) FROM {SPANS} WHERE {where.sql} GROUP BY b, key ORDER BY b, key"
+        f"SELECT {_BUCKETS[bucket]} AS b, {BREAKDOWN_BY[by]} AS key, sum(spans), sum(input_tokens), "
+        f"sum(output_tokens), {COST} FROM {src} GROUP BY b, key ORDER BY b, key"
     )
     return [
         SeriesPoint(
@@ -192,7 +227,7 @@ def spend_series(
             output_tokens=int(r[4]),
             cost_usd=None if r[5] is None else Decimal(r[5]),
         )
-        for r in store.rows(sql, where.params)
+        for r in store.rows(sql, params)
     ]
 
 
@@ -234,13 +269,15 @@ def month_forecast(
     now = (now or clock.now()).astimezone(timezone.utc)
     start, end = _month_bounds(now)
     rate_since = max(start, now - timedelta(days=window_days))
-    where = model_calls(replace(filters or Filters(), since=start, until=now), now=now)
+    src, params = model_call_facts(
+        store, replace(filters or Filters(), since=start, until=now), now=now, cuts=(rate_since,), grain=86400
+    )
     sql = (
         f"SELECT toDate(timestamp) AS d, sum(cost_usd), "
         f"sumIf(cost_usd, timestamp >= {{rate_since:DateTime64(6, 'UTC')}}) "
-        f"FROM {SPANS} WHERE {where.sql} GROUP BY d ORDER BY d"
+        f"FROM {src} GROUP BY d ORDER BY d"
     )
-    rows = store.rows(sql, {**where.params, "rate_since": rate_since.replace(tzinfo=None)})
+    rows = store.rows(sql, {**params, "rate_since": rate_since.replace(tzinfo=None)})
     daily = [(_utc(r[0]), Decimal(r[1] or 0)) for r in rows]
     spent = sum((d for _, d in daily), Decimal(0))
     recent = sum((Decimal(r[2] or 0) for r in rows), Decimal(0))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from ..store import Store
-from .filters import SPANS, Filters, _utc, model_calls
+from .filters import Filters, _utc
+from .source import TRACES, facts
+
+
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 # -- traces ---------------------------------------------------------------------------------
@@ -30,40 +35,39 @@ class TraceSummary:
 
 def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50, now: datetime | None = None) -> list[TraceSummary]:
     """The most expensive traces: their matching model calls' cost, tokens and errors, with the
-    root span's name, the span count and the wall time of each.
+    root span's name, the span count and the wall time of each. Ties: more calls first, then
+    by trace key (sipHash128 of the id).
 
-    Two steps, because grouping a month of spans by trace id is the expensive part: rank the
-    traces on cost alone (the fewest columns), then read everything else for the winners only
-    (trace_id IN ..., found through the trace_id bloom filter)."""
-    where = model_calls(filters or Filters(), now=now)
+    In steps, because grouping a month of spans by trace id is the expensive part: rank the
+    traces on cost alone by a fixed-size key (from the traces_hourly rollup when only time is
+    filtered), then the winners' matching calls from the same rows, then each winner as a
+    whole (spans, root, wall time) from the trace index."""
+    filters = filters or Filters()
+    src = facts(store, filters, now=now, need=("trace_key",), among=(TRACES,))
     ranked = store.rows(
-        f"SELECT trace_id, sum(cost_usd) AS c, count() AS n, min(timestamp) FROM {SPANS} WHERE {where.sql} "
-        f"GROUP BY trace_id ORDER BY c DESC NULLS LAST, n DESC, trace_id LIMIT {int(limit)}",
-        where.params,
+        "SELECT trace_key, if(sum(priced_calls) = 0, NULL, sum(cost_usd)) AS c, sum(calls) AS n "
+        f"FROM {src.sql} GROUP BY trace_key ORDER BY c DESC NULLS LAST, n DESC, trace_key LIMIT {int(limit)}",
+        src.params,
     )
     if not ranked:
         return []
-    ids = [str(r[0]) for r in ranked]
-    first = min(_utc(r[3]) for r in ranked)
-    # the matching calls (same filters) and the whole trace, in one pass over the winners' spans;
-    # a trace's spans start within a day of its first model call in practice
-    match = f"({where.sql})"
-    details = {
-        str(r[0]): r[1:]
+    keys = [r[0] for r in ranked]
+    # the winners' matching calls, from the same rows
+    win = {
+        r[0]: r[1:]
         for r in store.rows(
-            f"SELECT trace_id, minIf(timestamp, {match}), countIf({match}), sumIf(input_tokens, {match}), "
-            f"sumIf(output_tokens, {match}), countIf({match} AND status = 'error'), anyIf(user_id, {match}), "
-            f"anyIf(feature, {match}), argMin(name, (parent_span_id != '', timestamp)), count(), "
-            "dateDiff('microsecond', min(timestamp), "
-            "max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))) / 1000 "
-            f"FROM {SPANS} WHERE trace_id IN {{tt_ids:Array(String)}} "
-            "AND timestamp >= {tt_t0:DateTime64(6, 'UTC')} - INTERVAL 1 DAY GROUP BY trace_id",
-            {**where.params, "tt_ids": ids, "tt_t0": first.replace(tzinfo=None)},
+            "SELECT trace_key, any(trace_id), min(min_timestamp), sum(calls), sum(input_tokens), sum(output_tokens), "
+            f"sum(errors), any(user_id), any(feature) FROM {src.sql} WHERE trace_key IN {{tt_keys:Array(UInt128)}} "
+            "GROUP BY trace_key",
+            {**src.params, "tt_keys": keys},
         )
     }
+    ids = [str(win[k][0]) for k in keys]
+    whole = trace_wholes(store, ids, since=min(_utc(w[1]) for w in win.values()))
     out: list[TraceSummary] = []
-    for trace_id, cost, _, _ in ranked:
-        start, calls, inp, outp, errors, user, feature, root, n, dur = details[str(trace_id)]
+    for key, (_, cost, _) in zip(keys, ranked, strict=True):
+        trace_id, start, calls, inp, outp, errors, user, feature = win[key]
+        n, root, dur = whole.get(str(trace_id), (0, "", 0.0))
         out.append(
             TraceSummary(
                 trace_id=str(trace_id),
@@ -81,6 +85,28 @@ def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50,
             )
         )
     return out
+
+
+def trace_wholes(store: Store, trace_ids: list[str], *, since: datetime) -> dict[str, tuple[int, str, float]]:
+    """{trace id: (spans, root span's name, wall time in ms)} of whole traces: from the trace
+    index, or from the spans (those that start within a day before `since`, a trace's first
+    model call: in practice the whole trace)."""
+    dur = "dateDiff('microsecond', {lo}, {hi}) / 1000"
+    if store.rollups:
+        rows = store.rows(
+            f"SELECT trace_id, sum(spans), argMinMerge(root), {dur.format(lo='min(min_timestamp)', hi='max(max_end)')} "
+            f"FROM {store.table('trace_index')} WHERE trace_id IN {{ids:Array(String)}} GROUP BY trace_id",
+            {"ids": trace_ids},
+        )
+    else:
+        end = "max(timestamp + toIntervalMicrosecond(toInt64(duration_ms * 1000)))"
+        rows = store.rows(
+            f"SELECT trace_id, count(), argMin(name, (parent_span_id != '', timestamp)), {dur.format(lo='min(timestamp)', hi=end)} "
+            f"FROM {store.table('spans')} WHERE trace_id IN {{ids:Array(String)}} "
+            "AND timestamp >= {lo:DateTime64(6, 'UTC')} GROUP BY trace_id",
+            {"ids": trace_ids, "lo": _naive(since - timedelta(days=1))},
+        )
+    return {str(t): (int(n), str(root), float(d or 0.0)) for t, n, root, d in rows}
 
 
 @dataclass(frozen=True)
@@ -107,15 +133,35 @@ class TraceSpan:
     time_to_first_token_ms: float | None
 
 
+def trace_ranges(store: Store, trace_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
+    """{trace id: (first span start, last span start)} from the trace index, for the traces it
+    knows ({} without one)."""
+    if not store.rollups or not trace_ids:
+        return {}
+    rows = store.rows(
+        f"SELECT trace_id, min(min_timestamp), max(max_timestamp) FROM {store.table('trace_index')} "
+        "WHERE trace_id IN {ids:Array(String)} GROUP BY trace_id",
+        {"ids": trace_ids},
+    )
+    return {str(t): (_utc(lo), _utc(hi)) for t, lo, hi in rows}
+
+
 def trace_spans(store: Store, trace_id: str) -> list[TraceSpan]:
     """Every span of one trace as a tree, depth first, children by start time. A span whose
     parent is not stored (an outer service's span) is shown as a root."""
+    known = trace_ranges(store, [trace_id])
+    bound = ""
+    params: dict[str, Any] = {"trace_id": trace_id}
+    if trace_id in known:  # read by trace id within its range, not the whole table
+        lo, hi = known[trace_id]
+        bound = " AND timestamp >= {lo:DateTime64(6, 'UTC')} AND timestamp <= {hi:DateTime64(6, 'UTC')}"
+        params.update(lo=_naive(lo), hi=_naive(hi))
     rows = store.rows(
         "SELECT span_id, parent_span_id, timestamp, duration_ms, name, operation, provider, "
         "if(response_model != '', response_model, request_model), input_tokens, output_tokens, "
         "cache_read_tokens, reasoning_tokens, cost_usd, cost_status, status, error_type, time_to_first_token_ms "
-        f"FROM {SPANS} WHERE trace_id = {{trace_id:String}} ORDER BY timestamp, span_id",
-        {"trace_id": trace_id},
+        f"FROM {store.table('spans')} WHERE trace_id = {{trace_id:String}}{bound} ORDER BY timestamp, span_id",
+        params,
     )
     by_id = {str(r[0]): r for r in rows}
     children: dict[str, list[Any]] = {}

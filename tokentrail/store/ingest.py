@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..errors import one_line
 from . import spool
-from .migrations import DATABASE
 
 logger = logging.getLogger("tokentrail.store")
 
-__all__ = ["Ingested", "ingest_spool", "refuses_data"]
+__all__ = ["Ingested", "ingest_spool", "insert_settings", "refuses_data"]
 
 # ClickHouse error codes that say nothing about the data sent: the store is unreachable, busy,
 # out of memory or space, read-only, or denies us. A file failing with one of these stays.
@@ -81,26 +81,46 @@ def refuses_data(exc: BaseException) -> bool:
     return int(codes[-1]) not in _NOT_THE_FILE
 
 
-def raw_insert(client: Any) -> Insert:
+def insert_settings(settings: Settings, batch_id: str) -> dict[str, Any]:
+    """Settings of an insert of one batch: its id is the deduplication token (a batch re-sent
+    is stored once, in the spans and in every rollup); on a cluster, the insert returns only
+    when every shard has its rows (so a failure is seen, spooled and retried)."""
+    out: dict[str, Any] = {
+        "insert_deduplication_token": batch_id,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
+    if settings.cluster:
+        out["distributed_foreground_insert"] = 1
+    return out
+
+
+def raw_insert(client: Any, settings: Settings) -> Insert:
     def insert(table: str, data: bytes, batch_id: str) -> None:
         # no column list: rows may omit columns left at their default
         client.raw_insert(
-            f"{DATABASE}.{table}",
+            f"`{settings.database}`.{table}",
             None,
             insert_block=data,
             fmt="JSONEachRow",
-            settings={"insert_deduplication_token": batch_id},
+            settings=insert_settings(settings, batch_id),
         )
 
     return insert
 
 
-def ingest_spool(client: Any, spool_dir: Path, *, insert: Insert | None = None, limit: int | None = None) -> Ingested:
+def ingest_spool(
+    client: Any,
+    spool_dir: Path,
+    settings: Settings | None = None,
+    *,
+    insert: Insert | None = None,
+    limit: int | None = None,
+) -> Ingested:
     """Insert every pending spool file once (dedup token = batch id), at most `limit` files.
     `insert(table, data, batch_id)` defaults to a raw JSONEachRow insert on `client` (the
     exporter passes one bounded by its insert deadline). Raises on a failure that is not the
     file's; sets aside a file the store refuses."""
-    put = insert or raw_insert(client)
+    put = insert or raw_insert(client, settings or Settings())
     done = Ingested()
     for f in spool.pending(spool_dir):
         if limit is not None and done.batches + len(done.set_aside) >= limit:

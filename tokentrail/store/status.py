@@ -15,11 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 from ..config import Settings
-from ..errors import one_line
 from . import spool
 from .deadline import DeadlineExceeded, Deadlines
 from .health import read_all
-from .migrations import DATABASE
 from .spool import Depth, RejectedFile
 
 __all__ = ["Lost", "Status", "StoreState", "gather"]
@@ -133,26 +131,24 @@ def _probe(settings: Settings, lock_timeout: float) -> tuple[int, int, list[dict
     from . import open_store
 
     with open_store(settings, ingest=False, lock_timeout=lock_timeout) as store:
-        counts = dict(
-            store.rows(
-                "SELECT name, total_rows FROM system.tables WHERE database = {db:String} AND name IN ('spans', 'budget_events')",
-                {"db": DATABASE},
-            )
-        )
+        # count(): exact on a Distributed table too (system.tables has no rows for one)
+        counts = {t: store.rows(f"SELECT count() FROM {store.table(t)}")[0][0] for t in ("spans", "budget_events")}
         res = store.query(
             f"SELECT rows, spans, model_spans, unpriced_model_spans, cost_usd, first_lost, last_lost, reason, message "
-            f"FROM {DATABASE}.lost_spans"
+            f"FROM {store.table('lost_spans')}"
         )
         lost = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
     return int(counts.get("spans") or 0), int(counts.get("budget_events") or 0), lost
 
 
-def _why(e: BaseException) -> str:
+def _why(e: BaseException, settings: Settings) -> str:
+    from . import problem
     from .lock import LockTimeout
 
     if isinstance(e, LockTimeout):
         return f"busy: another process holds the embedded store ({e})"
-    return one_line(e, 300)
+    found = problem(e, settings)
+    return f"{found.kind}: {found.message}"
 
 
 def gather(settings: Settings, *, timeout_s: float = 5.0) -> Status:
@@ -168,7 +164,7 @@ def gather(settings: Settings, *, timeout_s: float = 5.0) -> Status:
     except DeadlineExceeded:
         state.why = f"no answer within {timeout_s:g} s"
     except Exception as e:
-        state.why = _why(e)
+        state.why = _why(e, settings)
     finally:
         runner.close()
     # loss records still in the spool (not yet in the store)

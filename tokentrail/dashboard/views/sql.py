@@ -59,12 +59,33 @@ LIMIT 50""",
 _SELECT_RE = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 _LIMIT_TAIL_RE = re.compile(r"\bLIMIT\s+\d+(\s*,\s*\d+)?(\s+OFFSET\s+\d+)?\s*;?\s*$", re.IGNORECASE)
 
+# A server has rollups: the first example reads one (a month of spans at 100M takes seconds,
+# the hourly rollup milliseconds) and shows how: sums, and NULL when no call had a cost.
+ROLLUP_EXAMPLE = """SELECT request_model AS model,
+       sum(spans) AS calls,
+       sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens,
+       if(sumIf(spans, has_cost) = 0, NULL, sum(cost_usd)) AS spend_usd
+FROM tokentrail.spend_hourly
+WHERE operation IN ('chat', 'text_completion', 'embeddings')
+  AND hour >= toStartOfHour(now() - INTERVAL 7 DAY)
+GROUP BY model
+ORDER BY spend_usd DESC"""
+_SETTINGS = data.settings()
+_DB = _SETTINGS.database
+if not _SETTINGS.embedded:
+    EXAMPLES = {"Spend by model, last 7 days (hourly rollup)": ROLLUP_EXAMPLE, **EXAMPLES}
+# the examples name the configured database (the server URL's path), not always `tokentrail`
+if _DB != "tokentrail":
+    EXAMPLES = {k: v.replace("tokentrail.", f"{_DB}.") for k, v in EXAMPLES.items()}
+
 st.title("SQL")
-_limits = data.settings()
 st.caption(
-    "Read-only: the store refuses any statement that would change it. Tables: tokentrail.spans, "
-    f"tokentrail.budget_events, tokentrail.lost_spans. Each query stops after {_limits.sql_max_seconds:g} s, "
-    f"{_limits.sql_max_memory_bytes / (1 << 30):g} GiB of memory or {_limits.sql_max_rows:,} result rows "
+    f"Read-only: the store refuses any statement that would change it. Tables: {_DB}.spans, {_DB}.budget_events, "
+    f"{_DB}.lost_spans"
+    + ("" if _SETTINGS.embedded else f" and the rollups {_DB}.spend_hourly, {_DB}.spend_daily (read them with sum() and GROUP BY)")
+    + f". Each query stops after {_SETTINGS.sql_max_seconds:g} s, "
+    f"{_SETTINGS.sql_max_memory_bytes / (1 << 30):g} GiB of memory or {_SETTINGS.sql_max_rows:,} result rows "
     "(TOKENTRAIL_SQL_MAX_SECONDS, _MEMORY, _ROWS)."
 )
 

@@ -1,0 +1,202 @@
+"""Ingest speed into a real ClickHouse server: spans per second from one process's exporter,
+beside the embedded store's ingest (spool files, then a reader's ingest) in the same run.
+
+    .venv/bin/python bench/server_ingest.py                       # 200,000 spans, a server started here
+    .venv/bin/python bench/server_ingest.py --spans 500000 --batch 512 --batch 16384
+    .venv/bin/python bench/server_ingest.py --url http://default:@host:8123/bench   # a server of yours
+
+The server is the chdb package's clickhouse-local listening on loopback (tests/chserver.py),
+the schema tokentrail's own (spans plus the rollups' materialized views). Spans are made with
+the OpenTelemetry SDK (a chain span and a model call with tokentrail's attributes, alternating)
+before the clock starts; then, per batch size:
+
+- exporter: `ClickHouseSpanExporter.export(batch)`: encode rows (JSONEachRow) and insert;
+- insert only: the same payloads, pre-encoded, through `raw_insert` (what the server takes);
+- no rollups: the same, into a spans table without the rollups' views (the schema before them);
+- columnar: the same rows as Python columns through clickhouse-connect's `insert` (Native);
+- embedded: the exporter into the spool, then a reader's ingest into the embedded engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from row_encoding import MODEL_ATTRS as ROW_ATTRS  # noqa: E402 (bench/, beside this file)
+
+from tokentrail.config import Settings  # noqa: E402
+from tokentrail.exporters.clickhouse import ClickHouseSpanExporter  # noqa: E402
+from tokentrail.exporters.rows import encode_spans, span_row  # noqa: E402
+from tokentrail.store import forget_schemas, insert_settings, open_store, spool  # noqa: E402
+from tokentrail.store.migrations import sql_file  # noqa: E402
+
+# a model call's attributes as the instrumentation sets them (the row encoding bench's), with
+# cache reads, team and feature
+MODEL_ATTRS: dict[str, Any] = {
+    **ROW_ATTRS,
+    "gen_ai.usage.cache_read.input_tokens": 512,
+    "tokentrail.team": "search",
+    "tokentrail.feature": "qa",
+}
+
+
+def make_spans(n: int) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench")
+    for i in range(n // 2):
+        with tracer.start_as_current_span("invoke_workflow rag", attributes={"gen_ai.operation.name": "invoke_workflow"}):
+            with tracer.start_as_current_span(
+                "chat gpt-4o", attributes={**MODEL_ATTRS, "gen_ai.usage.input_tokens": 1000 + i % 5000, "user.id": f"user-{i % 997}"}
+            ):
+                pass
+    return list(exporter.get_finished_spans())
+
+
+def batches(spans: list[ReadableSpan], size: int) -> list[list[ReadableSpan]]:
+    return [spans[i : i + size] for i in range(0, len(spans), size)]
+
+
+def rate(n: int, fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
+
+
+# (column, its type's empty value) for the columnar insert
+_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("timestamp", None), ("duration_ms", 0.0), ("trace_id", ""), ("span_id", ""), ("parent_span_id", ""),
+    ("name", ""), ("operation", ""), ("framework", ""), ("service_name", ""), ("project", ""), ("team", ""),
+    ("feature", ""), ("user_id", ""), ("provider", ""), ("request_model", ""), ("response_model", ""),
+    ("input_tokens", 0), ("output_tokens", 0), ("cache_read_tokens", 0), ("input_cost_usd", None),
+    ("output_cost_usd", None), ("cost_usd", None), ("cost_status", ""), ("status", "ok"),
+)  # fmt: skip
+_DECIMALS = {"input_cost_usd", "output_cost_usd", "cost_usd"}
+
+
+def column_rows(spans: list[ReadableSpan]) -> list[list[Any]]:
+    """The rows as Python values of the columns' types (what a columnar insert sends)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    out = []
+    for s in spans:
+        r = span_row(s)
+        row = []
+        for col, empty in _COLUMNS:
+            v = r.get(col, empty)
+            if col == "timestamp":
+                v = datetime.fromisoformat(v)
+            elif col in _DECIMALS and v is not None:
+                v = Decimal(v)
+            row.append(v)
+        out.append(row)
+    return out
+
+
+def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path) -> None:
+    """One line of the table: every way in, at one batch size."""
+    parts = batches(spans, size)
+    settings = Settings(clickhouse_url=url, home=tmp / f"home-{size}")
+    db = settings.database
+    exp = ClickHouseSpanExporter(settings)
+    exp.export(parts[0][:10])  # connect and migrate outside the clock
+    client = exp._server_client()
+    client.command(f"TRUNCATE TABLE {db}.spans")
+    exporter = rate(len(spans), lambda: [exp.export(b) for b in parts])
+    assert exp.spooled_batches == 0, "the server refused batches"
+    payloads = [encode_spans(b) for b in parts]
+
+    def insert_only() -> None:
+        for i, p in enumerate(payloads):
+            client.raw_insert(f"{db}.spans", None, insert_block=p, fmt="JSONEachRow", settings=insert_settings(settings, f"raw-{size}-{i}"))
+
+    raw = rate(len(spans), insert_only)
+    # the same, into a spans table without the rollups' views (tokentrail 0.1.0's schema)
+    plain = f"{db}_plain"
+    client.command(f"CREATE DATABASE IF NOT EXISTS {plain}")
+    client.command(f"DROP TABLE IF EXISTS {plain}.spans SYNC")
+    client.command(sql_file("001_spans.sql", table=f"{plain}.spans"))
+
+    def insert_plain() -> None:
+        for i, p in enumerate(payloads):
+            client.raw_insert(f"{plain}.spans", None, insert_block=p, fmt="JSONEachRow", settings=insert_settings(settings, f"plain-{size}-{i}"))
+
+    floor = rate(len(spans), insert_plain)
+    names = [c for c, _ in _COLUMNS]
+
+    def columnar() -> None:
+        rows = column_rows(spans)  # timed: an exporter would have to build these values
+        for i in range(0, len(rows), size):
+            client.insert(f"{db}.spans", rows[i : i + size], column_names=names, settings=insert_settings(settings, f"col-{size}-{i}"))
+
+    try:
+        col = f"{rate(len(spans), columnar):>12,.0f}"
+    except Exception as e:  # a type the columnar path cannot take: say so, do not hide it
+        col = f"{'failed':>12}"
+        print(f"columnar insert failed: {' '.join(str(e).split())[:200]}")
+    exp.shutdown()
+    emb_settings = Settings(home=tmp / f"embedded-{size}")
+    emb = ClickHouseSpanExporter(emb_settings)
+    forget_schemas()
+    with open_store(emb_settings):
+        pass  # the store exists and is migrated before the clock starts
+    t = time.perf_counter()
+    for b in parts:
+        emb.export(b)
+    spooled = time.perf_counter() - t
+    t = time.perf_counter()
+    with open_store(emb_settings) as store:
+        n = int(store.rows("SELECT count() FROM tokentrail.spans")[0][0])
+    ingested = time.perf_counter() - t
+    assert n == len(spans) and spool.count(emb_settings.spool_dir) == 0
+    embedded = len(spans) / (spooled + ingested)
+    print(f"{size:>7,}  {exporter:>12,.0f}  {raw:>12,.0f}  {floor:>12,.0f}  {col}  {embedded:>12,.0f}")
+    print(f"{'':>7}  (embedded: spool {len(spans) / spooled:,.0f}/s, then ingest {len(spans) / ingested:,.0f}/s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spans", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 512 and 8192)")
+    ap.add_argument("--url", help="a ClickHouse server URL (default: one started here on loopback)")
+    args = ap.parse_args()
+    sizes = args.batch or [512, 8192]
+    tmp = Path(tempfile.mkdtemp(prefix="tokentrail-ingest-"))
+    server = None
+    try:
+        if args.url:
+            url = args.url
+        else:
+            from chserver import ClickHouseServer
+
+            server = ClickHouseServer(tmp / "server" / "data").start()
+            url = server.url_for("bench_ingest")
+        t = time.perf_counter()
+        spans = make_spans(args.spans)
+        print(f"{len(spans):,} spans made in {time.perf_counter() - t:.1f} s (not timed below); server {url.rsplit('@', 1)[-1]}")
+        print(f"\n{'batch':>7}  {'exporter':>12}  {'insert only':>12}  {'no rollups':>12}  {'columnar':>12}  {'embedded':>12}   spans/s")
+        for size in sizes:
+            measure(spans, size, url, tmp)
+        print("\nexporter = encode + insert into the server, one thread; target >= 100,000 spans/s")
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
