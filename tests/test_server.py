@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -298,7 +298,7 @@ def test_a_database_dropped_under_a_running_exporter_is_made_again(server_rt: ru
     assert spool.count(server_rt.settings.spool_dir) == 0
 
 
-def test_budgets_enforce_the_spend_the_server_holds(ch_url: str, tt_home: Path) -> None:
+def test_budgets_enforce_the_spend_the_server_holds(ch_url: str, tt_home: Path, clock: Any) -> None:
     """Another process already spent $0.99 of a $1 team budget (its spans are on the server): a
     new process refuses a $0.02 call before the provider is called."""
     from langchain_fakes import UsageChatModel
@@ -307,7 +307,7 @@ def test_budgets_enforce_the_spend_the_server_holds(ch_url: str, tt_home: Path) 
     try:
         with open_store(seed.settings) as store:
             payload = "".join(
-                json.dumps({"timestamp": f"{datetime.now(timezone.utc) - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}", "trace_id": f"t{i}",
+                json.dumps({"timestamp": f"{clock.now - timedelta(minutes=5):%Y-%m-%d %H:%M:%S}", "trace_id": f"t{i}",
                             "span_id": f"s{i}", "name": "chat m", "operation": "chat", "team": "search", "cost_usd": "0.099"}) + "\n"
                 for i in range(10)
             ).encode()  # fmt: skip

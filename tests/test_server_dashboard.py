@@ -4,8 +4,9 @@ names."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 pytest.importorskip("streamlit")
 
 import test_dashboard as dash
+from clocks import DEFAULT_NOW, FixedClock, installed
 
 import tokentrail
 from tokentrail import runtime
@@ -24,9 +26,9 @@ from tokentrail.store import forget_schemas, open_store
 
 
 @pytest.fixture
-def store_now() -> datetime:
+def store_now(clock: FixedClock) -> datetime:
     """As the dashboard tests' own: their figures are asked relative to it ("last 30 days")."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return clock.now
 
 
 PAGES = ("views/overview.py", "views/breakdown.py", "views/budgets.py", "views/traces.py", "views/efficiency.py", "views/sql.py")
@@ -50,12 +52,11 @@ def on_server(ch_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """The dashboard tests' calls in database `tokentrail` of the server (their SQL names it),
     written once for all the checks (they only read)."""
     ch_server.client().command("DROP DATABASE IF EXISTS tokentrail SYNC")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
-    with pytest.MonkeyPatch.context() as mp:
+    with installed(FixedClock(DEFAULT_NOW)) as fixed, pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("dash-server")
         mp.setenv("TOKENTRAIL_HOME", str(home / "tt-home"))
         mp.chdir(home)  # no stray tokentrail.toml
-        yield from _filled(ch_server.url_for("tokentrail"), home / "tt-home", now, mp)
+        yield from _filled(ch_server.url_for("tokentrail"), home / "tt-home", fixed.now, mp)
 
 
 @pytest.mark.parametrize(
@@ -71,9 +72,12 @@ def on_server(ch_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ],
     ids=lambda f: f.__name__.removeprefix("test_"),
 )
-def test_dashboard_checks_on_the_server(on_server: runtime.Tokentrail, check: Any) -> None:
+def test_dashboard_checks_on_the_server(on_server: runtime.Tokentrail, check: Any, store_now: datetime) -> None:
     dash_data.refresh()
-    check(on_server)
+    if "store_now" in inspect.signature(check).parameters:
+        check(on_server, store_now)
+    else:
+        check(on_server)
 
 
 def test_every_page_on_the_database_the_url_names(ch_server: Any, tt_home: Path, store_now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,20 +93,24 @@ def test_every_page_on_the_database_the_url_names(ch_server: Any, tt_home: Path,
             )[0]
             assert store.rollups  # the pages read the rollups on this store
         m = dash.metrics(at)
-        assert (m["Spend"], m["Model calls"]) == (fmt.usd(Decimal(spend)), fmt.count(calls)) and calls == 10
+        assert (m["Spend"], m["Model calls"]) == (fmt.usd(Decimal(spend)), fmt.count(calls)) and calls == len(dash.CALLS) == 11
         for page in PAGES[1:]:
             at.switch_page(page).run()
             dash.assert_clean(at)
         # the SQL page's first example reads this database's hourly rollup, and equals the spans
         at.switch_page("views/sql.py").run()
         dash.assert_clean(at)
-        assert f"FROM {db}.spend_hourly" in at.text_area(key="tt_sql").value
+        example = at.text_area(key="tt_sql").value
+        assert f"FROM {db}.spend_hourly" in example and "now()" in example
+        # the example asks relative to the server's now(); asked at the test's fixed clock instead
+        at.text_area(key="tt_sql").set_value(example.replace("now()", dash.ts(store_now)))
         dash._submit(at)
         dash.assert_clean(at)
         frame = at.dataframe[0].value
         with open_store(rt.settings) as store:
             by_model = dict(store.rows(
                 f"SELECT request_model, sum(cost_usd) FROM {db}.spans WHERE operation IN ('chat', 'text_completion', 'embeddings') "
-                "AND timestamp >= toStartOfHour(now() - INTERVAL 7 DAY) GROUP BY request_model"
+                f"AND timestamp >= toStartOfHour({dash.ts(store_now)} - INTERVAL 7 DAY) GROUP BY request_model"
             ))  # fmt: skip
+        assert len(by_model) == 5  # the models of the last 7 days (the unpriced one with a NULL spend)
         assert dict(zip(frame["model"], frame["spend_usd"], strict=True)) == by_model

@@ -89,5 +89,9 @@ def test_hung_server_is_unreachable_and_its_export_error_is_shown(
     assert code == 1
     assert st["store"]["reachable"] is False and st["store"]["why"] == "no answer within 1 s"
     err = st["last_export_error"]
-    assert err["last_error"] == "no answer within 0.5 s" and err["alive"] is False and err["failing_since"]
+    assert err["last_error"] == (
+        f"timeout: ClickHouse at {hung.url.replace('default:@', '')} did not answer in time (no answer within 0.5 s); "
+        "check the server's load and the network (tokentrail retries)"
+    )
+    assert err["alive"] is False and err["failing_since"]
     assert st["spool"]["files"] == 1 and st["lost"]["spans"] == 0  # spooled, not lost

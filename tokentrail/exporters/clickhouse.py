@@ -127,10 +127,7 @@ class ClickHouseSpanExporter(SpanExporter):
             return  # a wrong password or a missing right: said once, not on every retry
         else:
             self._told.add((found.kind, found.message))
-        logger.warning(
-            "tokentrail: ClickHouse at %s: %s; batches go to the spool, retry in %.0fs",
-            self.settings.public_store, found.message, self.retry_interval,
-        )  # fmt: skip
+        logger.warning("tokentrail: %s; batches go to the spool, retry in %.0fs", found.message, self.retry_interval)
 
     @property
     def server_down(self) -> bool:

@@ -211,10 +211,11 @@ def classify(
             "upgrade tokentrail, or point TOKENTRAIL_CLICKHOUSE_URL at a database of its own",
             code,
         )
-    if code in _TIMEOUT_CODES or any(n in low for n in _TIMEOUT):
+    if code in _TIMEOUT_CODES or isinstance(exc, TimeoutError) or any(n in low for n in _TIMEOUT):
+        detail = f" ({_one_line(text, 120)})" if isinstance(exc, TimeoutError) and text else ""
         return StoreProblem(
             TIMEOUT,
-            f"ClickHouse at {at} did not answer in time; check the server's load and the network (tokentrail retries)",
+            f"ClickHouse at {at} did not answer in time{detail}; check the server's load and the network (tokentrail retries)",
             code,
         )
     for needle, what in _UNREACHABLE:
