@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: demo test lint bench install install-dev clean
+.PHONY: demo test peers lint bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ demo: install
 test: install-dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# langchain-core's own unit tests, plain and instrumented by tokentrail: every difference printed
+peers: install-dev
+	$(BIN)/python peers/langchain_core_suite.py
+
 lint: install-dev
-	$(BIN)/ruff check tokentrail tests bench examples
+	$(BIN)/ruff check tokentrail tests bench examples peers
 	$(BIN)/mypy
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python

@@ -21,6 +21,16 @@ for _var in list(os.environ):
         del os.environ[_var]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _tokenizers_loaded() -> None:
+    """Budget reservations count a prompt with an upper bound until the tokenizer has loaded
+    (tokens.py): load both encodings up front, so that no test's figures depend on test order."""
+    from tokentrail import tokens
+
+    tokens.count_tokens("warm up", "gpt-4o")
+    tokens.count_tokens("warm up", "gpt-4")
+
+
 @pytest.fixture
 def clock(request: pytest.FixtureRequest) -> Iterator[FixedClock]:
     """tokentrail's wall clock fixed at DEFAULT_NOW (or at the moment a test parametrizes it

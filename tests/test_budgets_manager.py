@@ -569,6 +569,7 @@ rt = tokentrail.configure(home=sys.argv[1], project="shop", budgets=[Budget(name
 rt.clock = t.Clock()
 m = t.mgr(rt)
 m._ready_event.wait(10)
+assert m.refresh()  # the parent opens the store before forking (a fresh home defers that)
 t.call(rt)  # $0.30, known to the child too (the parent flushes it)
 rt.flush()
 r, w = os.pipe()

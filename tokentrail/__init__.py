@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _internal
 from .context import attributes
-from .errors import BudgetExceeded, ConfigError, TokentrailError
+from .errors import BudgetExceeded, ConfigError, MissingExtra, TokentrailError
 from .runtime import VERSION as __version__
 from .runtime import Tokentrail, get
 
@@ -24,6 +25,7 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "ConfigError",
+    "MissingExtra",
     "Tokentrail",
     "TokentrailError",
     "__version__",
@@ -58,7 +60,7 @@ def configure(
     tokentrail.toml, then to the default. A bad value raises ConfigError (one line)."""
     from . import runtime
 
-    return runtime.configure(
+    rt = runtime.configure(
         config_file=config_file,
         clickhouse_url=clickhouse_url,
         home=home,
@@ -72,25 +74,47 @@ def configure(
         retention_days=retention_days,
         cluster=cluster,
     )
+    _warm_up(rt)
+    return rt
+
+
+def _warm_up(rt: Tokentrail) -> None:
+    """Start now what the first instrumented call would otherwise wait for: with budgets, the
+    budget manager's modules are imported, the budget snapshot and time zones read (file reads
+    inside a call would stall an asyncio loop) and the tokenizer loads in the background; on a
+    home that has priced nothing yet, genai-prices' data loads in the background."""
+    with _internal.internal_errors("warming up"):
+        if rt.settings.budgets:
+            from . import tokens
+            from .budgets import manager, periods, snapshot  # noqa: F401  (imported here, not in the first call)
+
+            snapshot.prefetch(rt.settings)
+            for budget in rt.settings.budgets:
+                periods._zone(budget.timezone)
+            tokens.preload()
+        rt.prices.warm_in_background()
 
 
 def langchain_handler(**attribution: Any) -> TokentrailCallbackHandler:
     """A LangChain callback handler; keyword arguments are attribution (user_id=, feature=, ...)."""
-    from .instrumentation.langchain import langchain_handler as make
+    with _internal.optional("tokentrail.langchain_handler()"):
+        from .instrumentation.langchain import langchain_handler as make
 
     return make(**attribution)
 
 
 def instrument_langchain() -> Any:
     """Instrument every LangChain run in this process; returns an undo handle (also a context manager)."""
-    from .instrumentation.langchain import instrument_langchain as inst
+    with _internal.optional("tokentrail.instrument_langchain()"):
+        from .instrumentation.langchain import instrument_langchain as inst
 
     return inst()
 
 
 def instrument_llamaindex() -> Any:
     """Instrument LlamaIndex's root dispatcher; returns an undo handle (also a context manager)."""
-    from .instrumentation.llamaindex import instrument_llamaindex as inst
+    with _internal.optional("tokentrail.instrument_llamaindex()"):
+        from .instrumentation.llamaindex import instrument_llamaindex as inst
 
     return inst()
 

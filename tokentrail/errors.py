@@ -25,6 +25,17 @@ def one_line(e: BaseException, limit: int = 500) -> str:
     return text[:limit]
 
 
+class MissingExtra(TokentrailError, ImportError):
+    """An optional integration's package is not installed. One line: what needs it, and the
+    tokentrail extra that installs it."""
+
+    def __init__(self, what: str, package: str, extra: str, module: str | None = None) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"tokentrail: {what} needs {package}, which is not installed: pip install 'tokentrail[{extra}]'")
+        self.name = module or package
+
+
 def format_usd(d: Decimal) -> str:
     """Dollars for a message: cents when exact to the cent, else up to 6 places."""
     if d == d.quantize(Decimal("0.01")):

@@ -33,11 +33,12 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import clock
 from . import semconv as sc
 from .errors import ConfigError
+from .price_memo import MISS, PlanMemo, custom_prices_active
 from .providers import UNKNOWN, genai_prices_provider_id, infer_provider
 from .usage import Usage
 
@@ -352,6 +353,14 @@ class _Plan:
     prices_reasoning: bool
 
 
+class _Tiers(NamedTuple):
+    """genai-prices' TieredPrices as plain values: the price is `base` until the call's input
+    tokens exceed a tier's start, then that tier's price (the highest such tier)."""
+
+    base: Decimal
+    tiers: tuple[tuple[int, Decimal], ...]
+
+
 def _plan(model_price: Any) -> _Plan:
     from genai_prices.types import TieredPrices
 
@@ -370,10 +379,15 @@ def _plan(model_price: Any) -> _Plan:
         keys.add(usage_key)
         if usage_key in (_INPUT, _OUTPUT, _CACHE_READ, _CACHE_WRITE, _REASONING, _REQUESTS):
             direction = spec.get("dimensions", {}).get("direction", "")
+            if isinstance(price, TieredPrices):
+                price = _Tiers(price.base, tuple((t.start, t.price) for t in price.tiers))
+            elif not isinstance(price, Decimal):
+                known = False  # a price shape this plan cannot evaluate: calc_price does
+                continue
             terms.append((usage_key, direction, price, int(spec["per"])))
     return _Plan(
         terms=tuple(terms) if known else None,
-        tiered=any(isinstance(t[2], TieredPrices) for t in terms),
+        tiered=any(isinstance(t[2], _Tiers) for t in terms),
         prices_cache_read=_CACHE_READ in keys,
         prices_cache_write=_CACHE_WRITE in keys,
         prices_reasoning=_REASONING in keys,
@@ -383,9 +397,8 @@ def _plan(model_price: Any) -> _Plan:
 def _plan_cost(plan: _Plan, u: Usage) -> tuple[Decimal, Decimal, Decimal]:
     """genai-prices' arithmetic for our five counts: each priced unit is charged for its leaf
     count (input minus the cache parts that have their own price, output minus reasoning when
-    reasoning has its own price), tiers chosen by total input tokens, price * count / per."""
-    from genai_prices.types import calc_unit_price
-
+    reasoning has its own price), tiers chosen by total input tokens, price * count / per
+    (genai-prices' calc_unit_price, with the same Decimal operations)."""
     assert plan.terms is not None
     cache_read = u.cache_read_tokens if plan.prices_cache_read else 0
     cache_write = u.cache_write_tokens if plan.prices_cache_write else 0
@@ -401,7 +414,15 @@ def _plan_cost(plan: _Plan, u: Usage) -> tuple[Decimal, Decimal, Decimal]:
     total_input = u.input_tokens if plan.tiered else 0
     inp = out = total = Decimal(0)
     for usage_key, direction, price, per in plan.terms:
-        value = calc_unit_price(price, counts[usage_key], total_input, per)
+        if type(price) is _Tiers:
+            applicable = price.base
+            for start, tier_price in reversed(price.tiers):
+                if total_input > start:
+                    applicable = tier_price
+                    break
+            price = applicable
+        # Decimal * int is exact, as Decimal * Decimal(int) in calc_unit_price
+        value = price * counts[usage_key] / per
         total += value
         if direction == "input":
             inp += value
@@ -437,13 +458,17 @@ class PriceBook:
 
     _MAX_ENTRIES = 8192
 
-    def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
+    def __init__(self, overrides: Mapping[str, PriceOverride] | None = None, *, memo_dir: Path | None = None) -> None:
+        """memo_dir: where to remember resolved plans for the next process (price_memo.py)."""
         self._overrides: dict[str, PriceOverride] = dict(overrides or {})
         # overrides match the model name exactly, then case-insensitively
         self._overrides_lower = {k.lower(): k for k in self._overrides}
         self._entries: dict[tuple[str, str | None, date], _Entry | None] = {}
         self._plans: dict[int, tuple[Any, _Plan]] = {}
         self._snapshot: Any = None
+        self._memo: Any = None
+        if memo_dir is not None:
+            self._memo = PlanMemo(Path(memo_dir) / "cache" / "prices.json")
 
     @property
     def overrides(self) -> Mapping[str, PriceOverride]:
@@ -454,6 +479,15 @@ class PriceBook:
         safe to run in a background thread."""
         _units()
         _genai_provider_ids()
+
+    def warm_in_background(self) -> None:
+        """Start `preload` in a background thread when no plan is remembered for this home (a
+        fresh one): a first call made a little later then finds the data loaded."""
+        if self._memo is not None and self._memo.known:
+            return
+        import threading
+
+        threading.Thread(target=self.preload, name="tokentrail-prices", daemon=True).start()
 
     def _override(self, model: str) -> tuple[str, PriceOverride] | None:
         ov = self._overrides.get(model)
@@ -543,15 +577,25 @@ class PriceBook:
             if not priceable:
                 return _unpriced(f"no list price for {provider}: add a price override")
             when = _utc(when or clock.now())
-            entry = self._entry(model, pid, when)
-            if entry is None:
-                return _unpriced()
-            plan = self._day_plan(entry, when)
-            if plan.terms is None:
-                return self._calc_price(usage, model, entry, when)
+            memo = self._memo if self._memo is not None and not custom_prices_active() else None
+            remembered: Any = memo.get((model, pid, when.date())) if memo is not None else MISS
+            if remembered is not MISS:
+                if remembered is None:
+                    return _unpriced()
+                source, plan = remembered
+            else:
+                entry = self._entry(model, pid, when)
+                if memo is not None and (entry is None or (entry.plan is not None and entry.plan.terms is not None)):
+                    memo.put((model, pid, when.date()), None if entry is None else (entry.source, entry.plan))
+                if entry is None:
+                    return _unpriced()
+                plan = self._day_plan(entry, when)
+                if plan.terms is None:
+                    return self._calc_price(usage, model, entry, when)
+                source = entry.source
             with localcontext(_CTX):
                 inp, out, total = _plan_cost(plan, usage)
-            return Cost(_q(inp), _q(out), _q(total), sc.COST_PRICED, entry.source)
+            return Cost(_q(inp), _q(out), _q(total), sc.COST_PRICED, source)
         except Exception:  # instrumentation never raises into the user's program
             log.warning("tokentrail: cannot price model %r (provider %r)", model, provider, exc_info=True)
             return _unpriced()

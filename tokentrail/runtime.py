@@ -82,7 +82,7 @@ class Tokentrail:
         self.defaults = Attribution(project=settings.project, environment=settings.environment)
         from .pricing import PriceBook
 
-        self.prices = PriceBook(settings.prices)
+        self.prices = PriceBook(settings.prices, memo_dir=settings.home)
         self.exporter = ClickHouseSpanExporter(settings)
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": settings.service_name}), sampler=_Ledger()

@@ -9,6 +9,13 @@ package, counts fall back to a clearly flagged heuristic (one token per four cha
 Counts are exact for OpenAI models; for other providers (Anthropic, Gemini, Llama...) no public
 offline tokenizer exists, so o200k_base stands in. Either way a count made here is an
 estimate (`Usage.estimated`), never the provider's figure.
+
+Loading an encoding's ranks takes about half a second, so a call path that only needs an
+upper bound (a budget reservation) never waits for it: `count_tokens(..., bound=True)` and
+`count_messages(..., bound=True)` give the exact count once the encoding is loaded, and until
+then start loading it in a background thread and return the prompt's UTF-8 byte count (every
+BPE token covers at least one byte, so this is never below the exact count). `preload()`
+starts the load ahead of the first call.
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ logger = logging.getLogger("tokentrail")
 
 __all__ = [
     "count_messages",
+    "counts_exactly",
     "count_tokens",
     "encoding_name_for",
     "has_real_tokenizer",
     "is_exact_for",
+    "preload",
     "text_of",
     "tokenizer_backend",
 ]
@@ -98,8 +107,10 @@ class _Encoder(Protocol):
     def encode_ordinary(self, text: str) -> list[int]: ...
 
 
-_lock = threading.Lock()
 _encoders: dict[str, _Encoder | None] = {}
+_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in _PATTERNS}
+_loading: set[str] = set()  # encodings a background thread is loading
+_loading_lock = threading.Lock()
 _backend: str | None = None
 
 
@@ -183,10 +194,48 @@ def _encoder(name: str) -> _Encoder | None:
         return _encoders[name]
     except KeyError:
         pass
-    with _lock:
+    with _locks[name]:  # one load per encoding; loading one never waits for another
         if name not in _encoders:
             _encoders[name] = _load(name)
         return _encoders[name]
+
+
+def _load_in_background(name: str) -> None:
+    with _loading_lock:
+        if name in _loading or name in _encoders:
+            return
+        _loading.add(name)
+
+    def run() -> None:
+        try:
+            _encoder(name)
+        except Exception:  # the exact path will meet (and report) the same problem
+            logger.debug("tokentrail: loading %s in the background failed", name, exc_info=True)
+        finally:
+            with _loading_lock:
+                _loading.discard(name)
+
+    threading.Thread(target=run, name=f"tokentrail-tokenizer-{name}", daemon=True).start()
+
+
+def counts_exactly(model: str | None = None) -> bool:
+    """Whether `bound=True` counts for `model` are exact now (its encoding has loaded)."""
+    return encoding_name_for(model) in _encoders
+
+
+def preload(model: str | None = None) -> None:
+    """Start loading the encoding `model` is counted with (the default one for None) in a
+    background thread; returns at once."""
+    _load_in_background(encoding_name_for(model))
+
+
+def _ready_encoder(name: str) -> tuple[bool, _Encoder | None]:
+    """(loaded?, encoder) without waiting; starts a background load when not loaded."""
+    try:
+        return True, _encoders[name]
+    except KeyError:
+        _load_in_background(name)
+        return False, None
 
 
 def tokenizer_backend() -> str:
@@ -205,11 +254,18 @@ def is_exact_for(model: str | None) -> bool:
     return has_real_tokenizer() and _is_openai_model(model)
 
 
-def count_tokens(text: str, model: str | None = None) -> int:
-    """Tokens in `text` for `model`'s tokenizer (see the module docstring for how exact)."""
+def count_tokens(text: str, model: str | None = None, *, bound: bool = False) -> int:
+    """Tokens in `text` for `model`'s tokenizer (see the module docstring for how exact).
+    bound=True: never wait for the tokenizer to load; until it has, an upper bound."""
     if not text:
         return 0
-    enc = _encoder(encoding_name_for(model))
+    name = encoding_name_for(model)
+    if bound:
+        ready, enc = _ready_encoder(name)
+        if not ready:
+            return len(text.encode("utf-8", "surrogatepass"))
+    else:
+        enc = _encoder(name)
     if enc is None:
         return math.ceil(len(text) / 4)
     # ordinary: a prompt that contains "<|endoftext|>" is text, not a control token
@@ -237,6 +293,15 @@ def text_of(content: Any) -> str:
 
 def _role_name_content(message: Any) -> tuple[str, str, Any, Any]:
     """(role, name, content, tool calls) of a LangChain / LlamaIndex message, a dict, or a string."""
+    fields = getattr(type(message), "model_fields", None)
+    if fields is not None and "role" not in fields and "type" in fields:
+        # a LangChain message (the common case), read by its fields: asking a pydantic model
+        # for a field it lacks raises (and catches) an AttributeError, which costs more
+        lc_role = _LC_ROLES.get(message.type)
+        if lc_role is not None:
+            name = message.name if "name" in fields else ""
+            calls = message.tool_calls if "tool_calls" in fields else None
+            return lc_role, str(name or ""), message.content, calls
     if isinstance(message, str):
         return "user", "", message, None
     if isinstance(message, Mapping):
@@ -256,19 +321,34 @@ def _role_name_content(message: Any) -> tuple[str, str, Any, Any]:
     return str(role), str(getattr(message, "name", "") or ""), content, getattr(message, "tool_calls", None)
 
 
-def count_messages(messages: Iterable[Any], model: str | None = None) -> int:
-    """Prompt tokens of a chat request, with OpenAI's per-message framing (3 per message, 3 to prime the reply)."""
+def _role_tokens(role: str, model: str | None, bound: bool) -> int:
+    """A role's tokens: a handful of names, counted once per encoding."""
+    name = encoding_name_for(model)
+    if name in _encoders:
+        return _counted_role(role, name)
+    return count_tokens(role, model, bound=bound)
+
+
+@lru_cache(maxsize=256)
+def _counted_role(role: str, encoding: str) -> int:
+    enc = _encoders[encoding]
+    return math.ceil(len(role) / 4) if enc is None else len(enc.encode_ordinary(role))
+
+
+def count_messages(messages: Iterable[Any], model: str | None = None, *, bound: bool = False) -> int:
+    """Prompt tokens of a chat request, with OpenAI's per-message framing (3 per message, 3 to
+    prime the reply). bound=True: as for count_tokens."""
     total = 0
     any_message = False
     for message in messages:
         any_message = True
         role, name, content, tool_calls = _role_name_content(message)
-        total += _TOKENS_PER_MESSAGE + count_tokens(role, model) + count_tokens(text_of(content), model)
+        total += _TOKENS_PER_MESSAGE + _role_tokens(role, model, bound) + count_tokens(text_of(content), model, bound=bound)
         if name:
-            total += _TOKENS_PER_NAME + count_tokens(name, model)
+            total += _TOKENS_PER_NAME + count_tokens(name, model, bound=bound)
         if tool_calls:
             try:
-                total += count_tokens(json.dumps(tool_calls, default=str, separators=(",", ":")), model)
+                total += count_tokens(json.dumps(tool_calls, default=str, separators=(",", ":")), model, bound=bound)
             except (TypeError, ValueError):
                 pass
     return total + _REPLY_PRIMING if any_message else 0

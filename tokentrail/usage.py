@@ -583,14 +583,22 @@ def from_langchain_result(result: Any) -> Usage | None:
         h = llm_output.get("model_provider") or llm_output.get("ls_provider")
         hint = h if isinstance(h, str) else None
 
-    prompts = [list(p) if isinstance(p, (list, tuple)) else [p] for p in generations]
-    from_messages = [_per_prompt(_gen_message_usage(g) for g in gens) for gens in prompts]
-    if any(u is not None for u in from_messages):
-        # a prompt whose messages carry nothing may still have generation_info counts
-        return _sum(
-            u if u is not None else _per_prompt(_gen_info_usage(g) for g in gens)
-            for u, gens in zip(from_messages, prompts, strict=True)
-        )
+    one = generations[0] if len(generations) == 1 else None
+    if isinstance(one, (list, tuple)) and len(one) == 1:
+        # one prompt, one generation (nearly every call): what the general path gives, once
+        found = _gen_message_usage(one[0])
+        if found is not None:
+            return found
+        prompts = [list(one)]
+    else:
+        prompts = [list(p) if isinstance(p, (list, tuple)) else [p] for p in generations]
+        from_messages = [_per_prompt(_gen_message_usage(g) for g in gens) for gens in prompts]
+        if any(u is not None for u in from_messages):
+            # a prompt whose messages carry nothing may still have generation_info counts
+            return _sum(
+                u if u is not None else _per_prompt(_gen_info_usage(g) for g in gens)
+                for u, gens in zip(from_messages, prompts, strict=True)
+            )
     if isinstance(llm_output, Mapping):
         for key in ("token_usage", "usage"):
             if llm_output.get(key):

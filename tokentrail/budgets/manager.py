@@ -32,8 +32,14 @@ Money on the call path is integer nano-dollars (the store's Decimal(18, 9) exact
 and immune to the application's decimal context. Figures leave the manager as Decimal.
 
 Thread- and asyncio-safe: `reserve`/`settle`/`release` do no I/O and hold the lock for
-microseconds. The one wait is a process's first `reserve`, which waits (at most
-`initial_wait`, 10 s) for the first refresh, so that a restart does not forget a spent budget.
+microseconds. A new process must not forget what was spent before it started, yet its first
+call must not wait for the store (about half a second for the embedded one): until its first
+refresh, it counts the last process's figures (snapshot.py, read once when the manager
+starts) as the store's, or nothing when the embedded store and the spool are empty (a fresh
+home), and that first refresh comes after one refresh interval, as every later one does (the
+bound across processes is unchanged; a CLI run shorter than the interval never opens the
+store). Only a process with neither (a new host of a ClickHouse server) reads the store at
+once, and its first `reserve` waits for that (at most `initial_wait`, 10 s).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from ..context import Attribution
 from ..errors import BudgetExceeded
 from ..errors import format_usd as _usd
 from ..usage import Usage
-from . import alerts
+from . import alerts, snapshot
 from .alerts import BLOCK, RESET, UNPRICED, WARN, BudgetEvent, WebhookSender
 from .model import CompiledBudget, compile_budget
 from .model import scope_value as scope_value_of
@@ -288,8 +294,13 @@ class BudgetManager:
             if cb.budget.period in CALENDAR:
                 self._periods[cb.index] = window(cb.budget.period, cb.budget.timezone, now)
         rt.provider.add_span_processor(_StampOnEnd(self))
+        self._snapshot_path = snapshot.path_for(self.settings.home)
+        self._fingerprints = [snapshot.fingerprint(cb) for cb in self.compiled]
         self._thread: threading.Thread | None = None
         if start:
+            self._ready = self._cold_start(now)
+            if self._ready:
+                self._ready_event.set()
             self._start_thread()
             # a forked worker (gunicorn, celery prefork) inherits no threads and maybe a held lock
             os.register_at_fork(after_in_child=_fork_hook(weakref.ref(self)))
@@ -322,6 +333,53 @@ class BudgetManager:
                 "the store; configure tokentrail after the fork (e.g. gunicorn post_fork) or use a ClickHouse server"
             )
         self._start_thread()
+
+    # -- a new process ---------------------------------------------------------------------------
+
+    def _cold_start(self, now: int) -> bool:
+        """Figures to enforce with until the first refresh (see the module docstring): True
+        when every budget has one, so the first reserve need not wait."""
+        windows = {cb.index: window(cb.budget.period, cb.budget.timezone, now).key for cb in self.compiled}
+        cold = snapshot.take(self.settings)
+        if cold.empty:
+            self._store, self._store_windows = {}, windows
+            return True
+        snap = cold.snapshot
+        if snap is None:
+            return False
+        store: dict[tuple[int, tuple[str, ...]], int] = {}
+        for cb in self.compiled:
+            found = snap.budgets.get(self._fingerprints[cb.index])
+            if found is None:
+                return False  # a budget the last process did not have: ask the store
+            period, spent = found
+            if period == windows[cb.index]:
+                store.update(((cb.index, key), n) for key, n in spent.items())
+            # another period: it started since, with nothing known spent in it
+        self._store, self._store_windows, self._fired_store = store, windows, set(snap.fired)
+        return True
+
+    def _save_snapshot(self) -> None:
+        """Write what this process knows now (store figures plus local spend) for the next one."""
+        with self._lock:
+            if not self._store_windows:
+                return  # nothing known yet (no refresh, no cold-start figures)
+            budgets: dict[str, tuple[int, dict[tuple[str, ...], int]]] = {}
+            for cb in self.compiled:
+                w = self._store_windows.get(cb.index)
+                if w is None:
+                    continue
+                spent = {key: n for (idx, key), n in self._store.items() if idx == cb.index}
+                budgets[self._fingerprints[cb.index]] = (w, spent)
+            fired = set(self._fired_store)
+            for (idx, key), inst in self._insts.items():
+                entry = budgets.get(self._fingerprints[idx])
+                if entry is None or inst.window_key != entry[0]:
+                    continue
+                entry[1][key] = inst.store + inst.local_sum
+                start_us = inst.window_key // 1000
+                fired.update((inst.cb.budget.name, inst.scope_value, t, start_us) for t, _ in inst.cb.thresholds[: inst.next_i])
+        snapshot.write(self._snapshot_path, budgets, fired)
 
     # -- the call path ---------------------------------------------------------------------------
 
@@ -759,14 +817,20 @@ class BudgetManager:
                         self._fire_thresholds(inst, now)
                 self.refreshes += 1
                 self.last_refresh_ns = now
+            self._save_snapshot()
             return True
 
     def _run(self) -> None:
-        try:
-            self.refresh()
-        finally:
-            self._ready_event.set()
-        next_refresh = time.monotonic() + self.refresh_interval
+        if self._ready:
+            # enforcing with cold-start figures already: the first store read waits for the
+            # refresh interval like every later one (a short-lived process never pays for it)
+            next_refresh = time.monotonic() + self.refresh_interval
+        else:
+            try:
+                self.refresh()
+            finally:
+                self._ready_event.set()
+            next_refresh = time.monotonic() + self.refresh_interval
         while not self._stop.is_set():
             self._wake.wait(max(0.0, min(1.0, next_refresh - time.monotonic())))
             self._wake.clear()
@@ -812,6 +876,7 @@ class BudgetManager:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.lock_timeout + 5)
+        self._save_snapshot()
         self._drain()
         self._webhooks.close(timeout=1.0)
 

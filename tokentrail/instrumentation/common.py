@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from opentelemetry.trace import Span, Status, StatusCode
 
+from .. import clock
 from .. import semconv as sc
 from ..context import Attribution
 from ..pricing import Cost, PriceBook
 from ..usage import Usage, usage_attributes
+from .spans import set_trusted
 
 MODEL_OPERATIONS = (sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_EMBEDDINGS)
 
@@ -38,7 +40,8 @@ def start_attributes(
         attrs[sc.GEN_AI_PROVIDER_NAME] = provider
     if request_model:
         attrs[sc.GEN_AI_REQUEST_MODEL] = request_model
-    attrs.update(attribution.span_attributes())
+    for key, value in attribution.span_attributes().items():
+        attrs[key] = tuple(value) if isinstance(value, list) else value  # as the SDK keeps them
     return attrs
 
 
@@ -66,17 +69,18 @@ def record_usage(
 ) -> Cost:
     """Set usage and cost on a model-call span; return the cost (for budgets)."""
     priced_model = response_model or model
-    cost = prices.cost(usage, priced_model, provider, when or datetime.now(timezone.utc))
+    when = when or clock.now()
+    cost = prices.cost(usage, priced_model, provider, when)
     if cost.status == sc.COST_UNPRICED and response_model and model and response_model != model:
         # a dated response model may be unknown where the requested alias is known
-        cost = prices.cost(usage, model, provider, when or datetime.now(timezone.utc))
+        cost = prices.cost(usage, model, provider, when)
     attrs: dict[str, Any] = {}
     if usage is not None:
         attrs.update(usage_attributes(usage))
     if response_model:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
     attrs.update(cost_attributes(cost))
-    span.set_attributes(attrs)
+    set_trusted(span, attrs)
     return cost
 
 

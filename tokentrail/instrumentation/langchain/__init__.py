@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
-from .handler import TokentrailCallbackHandler, langchain_handler
-from .instrument import LangChainInstrumentation, instrument_langchain, is_instrumented
+from ..._internal import optional
+
+with optional("tokentrail's LangChain instrumentation"):
+    from .handler import TokentrailCallbackHandler, langchain_handler
+    from .instrument import LangChainInstrumentation, instrument_langchain, is_instrumented
 
 __all__ = [
     "LangChainInstrumentation",

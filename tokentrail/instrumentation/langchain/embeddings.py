@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -30,7 +31,7 @@ from ... import semconv as sc
 from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...usage import Usage
-from .. import common
+from .. import common, spans
 from .otel_context import current_run_attribution, live_current
 
 __all__ = ["EmbeddingCall", "patch_embeddings", "unpatch_embeddings"]
@@ -78,25 +79,21 @@ class EmbeddingCall:
             request_model=self.model,
         )
         self.start_ns = rt.now_ns()
-        self.span: Span = rt.tracer.start_span(
-            common.span_name(sc.OP_EMBEDDINGS, self.model),
-            context=live_current(),
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
-            start_time=self.start_ns,
+        self.span: Span = spans.start(
+            rt, common.span_name(sc.OP_EMBEDDINGS, self.model), live_current(), SpanKind.CLIENT, attrs, self.start_ns
         )
         if rt.budgets is not None:
             try:
                 self.reservation = common.budget_reserve(
-                    rt, attribution, model=self.model, provider=self.provider, prompt_tokens=self._counted(), max_output_tokens=0
+                    rt, attribution, model=self.model, provider=self.provider, prompt_tokens=self._counted(bound=True), max_output_tokens=0
                 )
             except BaseException as e:
                 common.record_error(self.span, e)
                 self.span.end(end_time=rt.now_ns())
                 raise
 
-    def _counted(self) -> int:
-        return sum(tokens.count_tokens(t, self.model) for t in self.texts if isinstance(t, str))
+    def _counted(self, *, bound: bool = False) -> int:
+        return sum(tokens.count_tokens(t, self.model, bound=bound) for t in self.texts if isinstance(t, str))
 
     def report(self, response: Any) -> None:
         """Called by the patched provider SDK with its response."""
@@ -145,6 +142,8 @@ def _texts(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Sequen
 
 
 def _begin(instance: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> EmbeddingCall | None:
+    if not _state.openai:
+        _patch_openai()
     try:
         return EmbeddingCall(instance, _texts(method, args, kwargs))
     except BudgetExceeded:
@@ -247,6 +246,7 @@ class _State:
         self.enabled = False
         self.patched: list[tuple[type, str, Any]] = []  # (class, method, original)
         self.hooked = False
+        self.openai = False  # the OpenAI SDK's create is wrapped
         self.lock = threading.RLock()
 
 
@@ -297,14 +297,23 @@ def patch_embeddings() -> None:
         if "__init_subclass__" not in Embeddings.__dict__:
             Embeddings.__init_subclass__ = classmethod(_init_subclass_hook)  # type: ignore[assignment]
             _state.hooked = True
-        try:
-            from openai.resources import embeddings as oai
-        except ImportError:
+        _patch_openai()
+
+
+def _patch_openai() -> None:
+    """Wrap the OpenAI SDK's embeddings.create once the SDK is loaded: never import it here
+    (importing openai takes seconds); an embeddings call checks again before it runs."""
+    oai = sys.modules.get("openai.resources.embeddings")
+    if oai is None:
+        return
+    with _state.lock:
+        if _state.openai or not _state.enabled:
             return
-        for cls in (oai.Embeddings, oai.AsyncEmbeddings):
-            original = cls.__dict__.get("create")
-            if original is not None and getattr(original, _MARK, None) is None:
-                cls.create = _wrap_openai_create(original)  # type: ignore[method-assign]
+        _state.openai = True
+        for cls in (getattr(oai, "Embeddings", None), getattr(oai, "AsyncEmbeddings", None)):
+            original = cls.__dict__.get("create") if cls is not None else None
+            if cls is not None and original is not None and getattr(original, _MARK, None) is None:
+                cls.create = _wrap_openai_create(original)
                 _state.patched.append((cls, "create", original))
 
 
@@ -319,6 +328,7 @@ def unpatch_embeddings() -> None:
         for cls, name, original in reversed(_state.patched):
             setattr(cls, name, original)
         _state.patched.clear()
+        _state.openai = False
         if _state.hooked:
             del Embeddings.__init_subclass__  # type: ignore[misc]
             _state.hooked = False

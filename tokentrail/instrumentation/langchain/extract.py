@@ -49,11 +49,15 @@ def class_name(serialized: Mapping[str, Any] | None, invocation_params: Mapping[
     return None
 
 
+_MAX_TOKENS_ORDER = (*_MAX_TOKENS_KEYS, "ls_max_tokens")
+_MAX_TOKENS_SET = frozenset(_MAX_TOKENS_ORDER)
+
+
 def max_output_tokens(invocation_params: Mapping[str, Any] | None, metadata: Mapping[str, Any] | None) -> int | None:
     for source in (invocation_params, metadata):
-        if not source:
+        if not source or _MAX_TOKENS_SET.isdisjoint(source):
             continue
-        for key in (*_MAX_TOKENS_KEYS, "ls_max_tokens"):
+        for key in _MAX_TOKENS_ORDER:
             v = source.get(key)
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 return v

@@ -30,7 +30,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ... import _internal, runtime, tokens
 from ... import context as attribution_context
@@ -40,8 +40,8 @@ from ...errors import BudgetExceeded
 from ...pricing import Cost
 from ...providers import infer_provider
 from ...usage import Usage, from_langchain_result
-from .. import common
-from . import async_context, extract
+from .. import common, spans
+from . import async_manager, extract
 from . import otel_context as ctxs
 
 __all__ = ["FRAMEWORK", "TokentrailCallbackHandler", "langchain_handler"]
@@ -62,7 +62,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # run id -> the handler recording it. Two tokentrail handlers on one run (a global one from
 # instrument_langchain and an explicit one merged into the same config) would double every
 # span and every dollar: the first to see a run records it, the other ignores it.
-_CLAIMS: dict[UUID, TokentrailCallbackHandler] = {}
+# Runs are keyed by `run_id.int` here and below: a UUID's hash is a Python-level call.
+_CLAIMS: dict[int, TokentrailCallbackHandler] = {}
 
 
 def _guard(func: F) -> F:
@@ -102,7 +103,7 @@ class _Run:
     No __slots__ on purpose: the class attributes are the defaults, so making a run sets only
     what differs (this is on the path of every callback)."""
 
-    span: Span | None = None
+    span: spans.RunSpan | None = None
     ctx: Context | None = None
     token: object | None = None
     attribution: Attribution = EMPTY
@@ -110,7 +111,7 @@ class _Run:
     root: _Run | None = None  # None: this run is a root
     parent: _Run | None = None
     child_error = 0  # id() of the exception a child run already recorded
-    children: dict[UUID, _Run] | None = None  # roots only: open descendants
+    children: dict[int, _Run] | None = None  # roots only: open descendants
     model_call = False
     operation = sc.OP_CHAIN
     model: str | None = None
@@ -123,9 +124,12 @@ class _Run:
     reservation: Any = None
     retries = 0
     batch: tuple[int, UUID | None] | None = None  # (thread, parent run) of a multi-prompt call
+    dupes = 0  # starts of this run id inside the run (see _open)
+    prompt_count = -1  # the prompt's exact token count, once counted
 
-    def __init__(self, run_id: UUID, rt: runtime.Tokentrail) -> None:
+    def __init__(self, run_id: UUID, key: int, rt: runtime.Tokentrail) -> None:
         self.run_id = run_id
+        self.key = key
         self.rt = rt
 
 
@@ -156,6 +160,25 @@ def _serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+# metadata keys attribution_context.from_langchain reads
+_ATTRIBUTION_KEYS = frozenset(
+    [f for f in attribution_context.FIELDS if f != "tags"]
+    + [f"tokentrail_{f}" for f in attribution_context.FIELDS if f != "tags"]
+    + ["langfuse_user_id", "langfuse_session_id", "thread_id", "conversation_id"]
+)
+
+
+def _carries_attribution(metadata: Mapping[str, Any] | None, tags: Sequence[str] | None) -> bool:
+    """Whether a run's metadata / tags can change its attribution (most runs': no)."""
+    if metadata and not _ATTRIBUTION_KEYS.isdisjoint(metadata):
+        return True
+    if tags:
+        for t in tags:
+            if not t.startswith("seq:step:"):
+                return True
+    return False
+
+
 def _when(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
@@ -180,12 +203,12 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
     def __init__(self, **attribution: Any) -> None:
         super().__init__()
         self.attribution: Attribution = attribution_context._coerce(attribution) if attribution else EMPTY
-        self._runs: dict[UUID, _Run] = {}
+        self._runs: dict[int, _Run] = {}
         self._lock = threading.Lock()
         self._base: tuple[Attribution, runtime.Tokentrail, Attribution] | None = None
         self._attr_cache: dict[Attribution, dict[str, Any]] = {}
         self._deferred: list[tuple[float, _Run, _Failure]] = []
-        async_context.install(_release_context)
+        async_manager.install(_release_context, TokentrailCallbackHandler)
 
     def __repr__(self) -> str:
         return f"TokentrailCallbackHandler({self.attribution!r})"
@@ -209,7 +232,8 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
     def _attribution_attrs(self, attribution: Attribution) -> dict[str, Any]:
         attrs = self._attr_cache.get(attribution)
         if attrs is None:
-            attrs = attribution.span_attributes()
+            # as the SDK would store them: sequences as tuples
+            attrs = {k: tuple(v) if isinstance(v, list) else v for k, v in attribution.span_attributes().items()}
             if len(self._attr_cache) > 1024:
                 self._attr_cache.clear()
             self._attr_cache[attribution] = attrs
@@ -224,14 +248,22 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
     ) -> tuple[_Run, Context | None] | None:
         """A new run record with its attribution and root, and the parent context; None when
         another tokentrail handler records this run."""
-        if _CLAIMS.setdefault(run_id, self) is not self:
+        key = run_id.int
+        if _CLAIMS.setdefault(key, self) is not self:
+            return None
+        runs = self._runs
+        same = runs.get(key)
+        if same is not None:
+            # the run id started again inside its own run (a config passed on with its
+            # run_id): langchain-core goes on; the inner start and end are the same run's
+            same.dupes += 1
             return None
         if self._deferred:
             self._sweep_expired()
         ctxs.heal()
         rt = runtime.get()
-        run = _Run(run_id, rt)
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        run = _Run(run_id, key, rt)
+        parent = runs.get(parent_run_id.int) if parent_run_id is not None else None
         if parent is not None:
             parent_ctx = parent.ctx
             attribution = parent.attribution
@@ -243,7 +275,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             parent_ctx = ctxs.effective_parent()
             attribution = self._root_attribution(rt)
             attrs = None
-        if metadata or tags:
+        if (metadata or tags) and _carries_attribution(metadata, tags):
             from_run = attribution_context.from_langchain(metadata, tags)
             if from_run is not EMPTY:
                 merged = attribution.merged(from_run)
@@ -256,23 +288,35 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self._register(run)
         return run, parent_ctx
 
+    def _take(self, run_id: UUID) -> _Run | None:
+        """The run an end callback ends (None when not ours, or when it ends a repeated start)."""
+        key = run_id.int
+        run = self._runs.pop(key, None)
+        if run is not None and run.dupes:
+            run.dupes -= 1
+            self._runs[key] = run
+            return None
+        return run
+
     def _register(self, run: _Run) -> None:
-        self._runs[run.run_id] = run
+        # dict operations are atomic under the GIL; only a root's sweep takes the lock
+        self._runs[run.key] = run
         root = run.root
         if root is not None:
-            with self._lock:
-                if root.children is None:
-                    root.children = {}
-                root.children[run.run_id] = run
+            children = root.children
+            if children is None:
+                with self._lock:
+                    if root.children is None:
+                        root.children = {}
+                    children = root.children
+            children[run.key] = run
 
     def _unregister(self, run: _Run) -> None:
-        self._runs.pop(run.run_id, None)
-        _CLAIMS.pop(run.run_id, None)
+        self._runs.pop(run.key, None)
+        _CLAIMS.pop(run.key, None)
         root = run.root
-        if root is not None:
-            with self._lock:
-                if root.children is not None:
-                    root.children.pop(run.run_id, None)
+        if root is not None and root.children is not None:
+            root.children.pop(run.key, None)
 
     def _activate(self, run: _Run, parent_ctx: Context | None) -> None:
         """Make the run's span the current context."""
@@ -289,26 +333,28 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         operation: str,
         kind: SpanKind,
         extra: Mapping[str, Any] | None = None,
-    ) -> Span:
+    ) -> spans.RunSpan:
         attrs: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation, sc.FRAMEWORK: FRAMEWORK}
         if extra:
             attrs.update(extra)
         attrs.update(run.attrs)
         run.operation = operation
-        run.start_ns = run.rt.now_ns()
-        span = run.rt.tracer.start_span(name, context=parent_ctx, kind=kind, attributes=attrs, start_time=run.start_ns)
+        run.start_ns = run.rt.clock()
+        span = spans.start(run.rt, name, parent_ctx, kind, attrs, run.start_ns)
         run.span = span
         return span
 
     def _close(self, run: _Run, error: BaseException | _Failure | None = None, *, abandoned: bool = False) -> None:
         """End the run's span (status from error), take its context off, forget the run."""
-        _CLAIMS.pop(run.run_id, None)
+        _CLAIMS.pop(run.key, None)
         span = run.span
         if span is not None:
-            if isinstance(error, _Failure):
+            if error is None:
+                pass
+            elif isinstance(error, _Failure):
                 span.set_attribute(sc.ERROR_TYPE, error.type_name)
                 span.set_status(Status(StatusCode.ERROR, error.message))
-            elif error is not None and not isinstance(error, GeneratorExit) and not extract.is_control_flow(error):
+            elif not isinstance(error, GeneratorExit) and not extract.is_control_flow(error):
                 if run.child_error == id(error):
                     # the same exception passing up from a child: its traceback is on the
                     # child's span already (formatting it costs ~1 ms a span)
@@ -318,21 +364,21 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                     common.record_error(span, error)
                 if run.parent is not None:
                     run.parent.child_error = id(error)
-            if abandoned or isinstance(error, GeneratorExit):
+            if abandoned or (error is not None and isinstance(error, GeneratorExit)):
                 # the caller stopped reading a stream (not an error in itself), or the run's
                 # end never came and it ends with its root
                 span.set_attribute(ABANDONED, True)
             if run.retries:
                 span.set_attribute(RETRIES, run.retries)
-            span.end(end_time=run.rt.now_ns())
+            span.end(end_time=run.rt.clock())
         if run.token is not None and run.ctx is not None:
             ctxs.detach(run.ctx, run.token)
             run.token = None
         root = run.root
         if root is not None:
-            with self._lock:
-                if root.children is not None:
-                    root.children.pop(run.run_id, None)
+            children = root.children
+            if children is not None:
+                children.pop(run.key, None)
         elif run.children:
             # an ordinary exception may leave sibling branches running (asyncio.gather);
             # success, an abandoned stream or a cancellation leaves nothing that will end itself
@@ -361,7 +407,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             orphans = list((root.children or {}).values())
             root.children = None
         for orphan in orphans:
-            if self._runs.pop(orphan.run_id, None) is None:
+            if self._runs.pop(orphan.key, None) is None:
                 continue
             orphan.root = None  # nothing left to unregister from
             if orphan.model_call and orphan.span is not None:
@@ -402,13 +448,13 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is not None:
             self._close(run)
 
     @_guard
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is not None:
             self._close(run, error)
 
@@ -438,7 +484,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is None:
             return
         if run.span is not None and run.rt.settings.capture_content:
@@ -447,7 +493,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is not None:
             self._close(run, error)
 
@@ -476,7 +522,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is None:
             return
         if run.span is not None:
@@ -485,13 +531,13 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is not None:
             self._close(run, error)
 
     @_guard
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.get(run_id)
+        run = self._runs.get(run_id.int)
         if run is not None and run.span is not None:
             run.retries += 1
             attempt = getattr(retry_state, "attempt_number", run.retries)
@@ -583,7 +629,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                     run.attribution,
                     model=model,
                     provider=provider,
-                    prompt_tokens=self._prompt_tokens(run),
+                    prompt_tokens=self._prompt_tokens(run, bound=True),
                     max_output_tokens=max_out,
                 )
             except BaseException as e:
@@ -601,32 +647,42 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         """A multi-prompt generate() starts every prompt's run before calling the model; when
         one is blocked, LangChain abandons the call and ends none of the others: end them."""
         for run in list(self._runs.values()):
-            if run.batch == batch and not run.first_token_ns and self._runs.pop(run.run_id, None) is not None:
+            if run.batch == batch and not run.first_token_ns and self._runs.pop(run.key, None) is not None:
                 if run.reservation is not None:
                     common.budget_release(run.rt, run.reservation)
                     run.reservation = None
                 self._close(run, error)
 
     @staticmethod
-    def _prompt_tokens(run: _Run) -> int:
+    def _prompt_tokens(run: _Run, *, bound: bool = False) -> int:
+        """The prompt's tokens; bound=True (a reservation): an upper bound until the tokenizer
+        has loaded, never a wait for it (see tokens.py). An exact count is kept for the
+        estimate, should the provider report no usage."""
+        if run.prompt_count >= 0:
+            return run.prompt_count
+        exact = not bound or tokens.counts_exactly(run.model)
         if run.messages:
-            return tokens.count_messages(run.messages, run.model)
-        return sum(tokens.count_tokens(p, run.model) for p in run.prompts or ())
+            n = tokens.count_messages(run.messages, run.model, bound=bound)
+        else:
+            n = sum(tokens.count_tokens(p, run.model, bound=bound) for p in run.prompts or ())
+        if exact:
+            run.prompt_count = n
+        return n
 
     @_guard
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.get(run_id)
+        run = self._runs.get(run_id.int)
         if run is None or not token:
             return
         if not run.first_token_ns:
-            run.first_token_ns = run.rt.now_ns()
+            run.first_token_ns = run.rt.clock()
             run.pieces = []
         # kept for an estimate if the stream is abandoned before its usage arrives
         run.pieces.append(token if isinstance(token, str) else tokens.text_of(token))  # type: ignore[union-attr]
 
     @_guard
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is None:
             return
         try:
@@ -637,7 +693,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.pop(run_id, None)
+        run = self._take(run_id)
         if run is None:
             return
         try:
@@ -670,11 +726,11 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = 0
             if response_model:
                 attrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
-            span.set_attributes(attrs)
+            span.set_trusted(attrs)
         else:
             usage = self._usage(run, response, error, abandoned)
             if attrs:
-                span.set_attributes(attrs)
+                span.set_trusted(attrs)
             cost = common.record_usage(
                 span,
                 rt.prices,
@@ -722,12 +778,13 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
 
 
 def _release_context(run_id: UUID) -> None:
-    """Take a run's context off now, in the caller's context (see async_context)."""
-    handler = _CLAIMS.get(run_id)
+    """Take a run's context off now, in the caller's context (see async_manager)."""
+    key = run_id.int
+    handler = _CLAIMS.get(key)
     if handler is None:
         return
-    run = handler._runs.get(run_id)
-    if run is not None and run.token is not None and run.ctx is not None:
+    run = handler._runs.get(key)
+    if run is not None and not run.dupes and run.token is not None and run.ctx is not None:
         token, run.token = run.token, None
         ctxs.detach(run.ctx, token)
 

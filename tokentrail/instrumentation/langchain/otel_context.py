@@ -27,15 +27,20 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
+
+from ..spans import CURRENT as _CURRENT
+from ..spans import SPAN_KEY as _SPAN_KEY
 
 # The SDK's runtime context: its detach raises where otel_context.detach would log an
 # ERROR with a traceback for what is, here, an expected case.
 _RUNTIME: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
 
 _LINK_KEY = otel_context.create_key("tokentrail-context-link")
+# the runtime context's ContextVar when it is the SDK's default one (see spans.py)
+_get_current: Any = _CURRENT.get if _CURRENT is not None else otel_context.get_current
+_attach: Any = _CURRENT.set if _CURRENT is not None else otel_context.attach
 
 # The attribution of the framework run a context belongs to: calls that get no callbacks
 # (LangChain embeddings) read it to be attributed like the run they happen in.
@@ -57,7 +62,7 @@ def _link(ctx: Context) -> _Link | None:
     """The link of ctx when ctx is one of ours (its current span is the linked one)."""
     # Context is typed dict[str, object]; only a _Link is ever stored under this private key
     link: _Link | None = ctx.get(_LINK_KEY)  # type: ignore[assignment]
-    if link is not None and trace.get_current_span(ctx) is link.span:
+    if link is not None and ctx.get(_SPAN_KEY) is link.span:
         return link
     return None
 
@@ -68,37 +73,41 @@ def _ended(span: Span) -> bool:
 
 def context_for(span: Span, base: Context, *, root: bool, attribution: Any) -> Context:
     """The context to attach for a run's span: base + the run's attribution + the span + its
-    link back to the context current now."""
-    ctx = otel_context.set_value(ATTRIBUTION_KEY, attribution, base)
-    ctx = trace.set_span_in_context(span, ctx)
-    return otel_context.set_value(_LINK_KEY, _Link(span, otel_context.get_current(), root), ctx)
+    link back to the context current now (what set_value and set_span_in_context make, in one
+    copy instead of three)."""
+    return Context(
+        {**base, ATTRIBUTION_KEY: attribution, _SPAN_KEY: span, _LINK_KEY: _Link(span, _get_current(), root)}
+    )
 
 
-def attach(ctx: Context) -> object:
-    return otel_context.attach(ctx)
+attach: Any = _attach  # Context -> token
 
 
 def detach(ctx: Context, token: object) -> None:
     """Take ctx off if it is the current context (see the module docstring)."""
-    cur = otel_context.get_current()
+    cur = _get_current()
     if cur is not ctx:
         return
-    link = _link(ctx)
     try:
-        if _RUNTIME is not None:
+        if _CURRENT is not None:
+            _CURRENT.reset(token)  # type: ignore[arg-type]
+        elif _RUNTIME is not None:
             _RUNTIME.detach(token)
         else:  # pragma: no cover - other OTel runtimes
             otel_context.detach(token)  # type: ignore[arg-type]
     except Exception:
         # a copy of the Context that attached it (the token belongs to the original):
         # attaching the previous context restores the same value here
+        link = _link(ctx)
         if link is not None:
             otel_context.attach(link.prev)
     # contexts of ours left covered by this one, whose runs have ended since
-    cur = otel_context.get_current()
+    cur = _get_current()
+    if _LINK_KEY not in cur:
+        return
     for _ in range(10_000):
         link = _link(cur)
-        if link is None or not _ended(link.span):
+        if link is None or link.span.is_recording():
             return
         otel_context.attach(link.prev)
         cur = link.prev
@@ -106,20 +115,22 @@ def detach(ctx: Context, token: object) -> None:
 
 def heal() -> None:
     """Take off contexts of ours whose span has ended (cheap when there are none)."""
-    cur = otel_context.get_current()
+    cur = _get_current()
+    if _LINK_KEY not in cur:
+        return
     link = _link(cur)
-    if link is None or not _ended(link.span):
+    if link is None or link.span.is_recording():
         return
     for _ in range(10_000):
         otel_context.attach(link.prev)
         link = _link(link.prev)
-        if link is None or not _ended(link.span):
+        if link is None or link.span.is_recording():
             return
 
 
 def live_current() -> Context:
     """The current context, less contexts of ours whose span has ended."""
-    cur = otel_context.get_current()
+    cur = _get_current()
     for _ in range(10_000):
         link = _link(cur)
         if link is None or not _ended(link.span):
@@ -131,7 +142,7 @@ def live_current() -> Context:
 def effective_parent() -> Context:
     """The context a run without a known parent starts in: the current one, less our ended
     spans and our root runs' spans."""
-    cur = otel_context.get_current()
+    cur = _get_current()
     for _ in range(10_000):
         link = _link(cur)
         if link is None or not (link.root or _ended(link.span)):

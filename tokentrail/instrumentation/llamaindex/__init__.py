@@ -16,22 +16,16 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..._internal import optional
 from ..common import InstrumentationHandle
 
-try:
+with optional("tokentrail's LlamaIndex instrumentation"):
     from ._handler import (
         Errors,
         TokentrailEventHandler,
         TokentrailSpanHandler,
         pending_block,
     )
-except ImportError as e:  # pragma: no cover - depends on what is installed
-    if e.name and e.name.startswith("llama_index"):
-        raise ImportError(
-            "tokentrail's LlamaIndex instrumentation needs llama-index-core: pip install 'tokentrail[llamaindex]'",
-            name=e.name,
-        ) from e
-    raise
 
 __all__ = [
     "LlamaIndexInstrumentation",

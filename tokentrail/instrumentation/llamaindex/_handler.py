@@ -47,7 +47,7 @@ from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...tokens import count_tokens
 from ...usage import Usage, from_mapping
-from .. import common
+from .. import common, spans
 from . import _classify as cl
 from . import _content as ct
 from . import _usage as lu
@@ -392,13 +392,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
             attrs.update(extra)
         s.start_ns = rt.now_ns()
         span_kind = SpanKind.CLIENT if kind.kind in (cl.K_LLM, cl.K_EMBEDDING) else SpanKind.INTERNAL
-        s.otel = rt.tracer.start_span(
-            name,
-            context=parent.ctx if parent is not None else None,
-            kind=span_kind,
-            attributes=attrs,
-            start_time=s.start_ns,
-        )
+        s.otel = spans.start(rt, name, parent.ctx if parent is not None else None, span_kind, attrs, s.start_ns)
         s.ctx = trace.set_span_in_context(s.otel)
         s.token = otel_context.attach(s.ctx)
         return s
@@ -590,7 +584,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
                     s.attribution,
                     model=s.model,
                     provider=s.provider,
-                    prompt_tokens=lu.prompt_tokens(messages, prompt, s.model),
+                    prompt_tokens=lu.prompt_tokens(messages, prompt, s.model, bound=True),
                     max_output_tokens=s.max_tokens,
                 )
             except BudgetExceeded as e:
@@ -688,7 +682,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
                 s.attribution,
                 model=s.model,
                 provider=s.provider,
-                prompt_tokens=sum(count_tokens(t, s.model) for t in texts),
+                prompt_tokens=sum(count_tokens(t, s.model, bound=True) for t in texts),
                 max_output_tokens=0,
             )
         except BudgetExceeded as e:
@@ -876,7 +870,7 @@ def _retrieval_end(h: TokentrailSpanHandler, s: _Span, e: Any) -> None:
     if s.kind == cl.K_RETRIEVER:
         nodes = getattr(e, "nodes", None)
         if nodes is not None:
-            s.otel.set_attribute(RETRIEVED_DOCUMENTS, len(nodes))
+            spans.set_trusted(s.otel, {RETRIEVED_DOCUMENTS: len(nodes)})
 
 
 def _embedding_start(h: TokentrailSpanHandler, s: _Span, e: Any) -> None:

@@ -102,10 +102,11 @@ def response_text(response: Any) -> str:
     return out
 
 
-def prompt_tokens(messages: Sequence[Any] | None, prompt: str | None, model: str | None) -> int:
+def prompt_tokens(messages: Sequence[Any] | None, prompt: str | None, model: str | None, *, bound: bool = False) -> int:
+    """bound=True (a reservation): an upper bound until the tokenizer has loaded (tokens.py)."""
     if messages:
-        return count_messages(messages, model)
-    return count_tokens(prompt or "", model)
+        return count_messages(messages, model, bound=bound)
+    return count_tokens(prompt or "", model, bound=bound)
 
 
 def estimate(messages: Sequence[Any] | None, prompt: str | None, output: str, model: str | None) -> Usage:
