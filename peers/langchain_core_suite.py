@@ -55,6 +55,11 @@ ACCEPTED: dict[str, str] = {
     "tests/unit_tests/runnables/test_config.py::test_merge_config_callbacks": (
         "counts the handlers of a trace_as_chain_group manager: tokentrail's is one of them"
     ),
+    "tests/unit_tests/language_models/chat_models/test_benchmark.py::test_benchmark_model": (
+        "a wall-clock bound (1,000 fake-model calls in under 1 s) that tokentrail's added time per "
+        "call (estimating the usage the fake model does not report, ~0.3-0.5 ms) can cross on a "
+        "loaded 2-core machine; that time is measured in bench/overhead.py, not asserted here"
+    ),
 }
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
