@@ -196,7 +196,7 @@ def test_llamaindex_seam(tt: runtime.Tokentrail, monkeypatch: pytest.MonkeyPatch
 
 def test_demo_starts_the_dashboard_unless_told_not_to(fresh_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(cli, "run_child", lambda cmd, env: started.append((cmd, env)) or 0)
+    monkeypatch.setattr(cli.dashboard, "run_child", lambda cmd, env: started.append((cmd, env)) or 0)
     assert main(["demo", "--days", "1", "--calls", "10", "--port", "8999", "--headless"]) == 0
     ((cmd, env),) = started
     assert "streamlit" in cmd and cmd[cmd.index("--server.port") + 1] == "8999"
@@ -322,8 +322,8 @@ def test_demo_writes_its_budgets_and_says_how_to_see_them(demo_home: tuple[Path,
     assert [b.name for b in settings.budgets] == DEMO_BUDGETS
     assert settings.home == home.resolve()  # the file names its home: TOKENTRAIL_CONFIG alone finds the store
     text = " ".join(printed.split())
-    assert f"TOKENTRAIL_CONFIG={cli._shell_path(config.resolve())} tokentrail budgets" in text
-    assert f"TOKENTRAIL_CONFIG={cli._shell_path(config.resolve())} tokentrail dashboard" in text
+    assert f"TOKENTRAIL_CONFIG={cli.demo.shell_path(config.resolve())} tokentrail budgets" in text
+    assert f"TOKENTRAIL_CONFIG={cli.demo.shell_path(config.resolve())} tokentrail dashboard" in text
     said = re.search(r"budgets: 4 demo budgets \(.*?\): (\d+) warnings, (\d+) blocks", text)
     assert said, text
     with open_store(settings) as store:
@@ -401,7 +401,7 @@ def test_dashboard_budgets_page_shows_the_demo_budgets(demo_config: Path) -> Non
 def test_demo_never_shadows_the_users_config(fresh_runtime: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     Path("tokentrail.toml").write_text('project = "mine"\n')  # the user's, without budgets
     started: list[dict[str, str]] = []
-    monkeypatch.setattr(cli, "run_child", lambda cmd, env: started.append(env) or 0)
+    monkeypatch.setattr(cli.dashboard, "run_child", lambda cmd, env: started.append(env) or 0)
     assert main(["demo", "--days", "1", "--calls", "10", "--headless"]) == 0
     assert not (fresh_runtime / "demo.toml").exists()
     assert "TOKENTRAIL_CONFIG" not in started[0]  # the dashboard reads ./tokentrail.toml, as the demo did

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import _internal
 from .context import attributes
 from .errors import BudgetExceeded, ConfigError, MissingExtra, TokentrailError
-from .runtime import VERSION as __version__
+from .version import VERSION as __version__
 from .runtime import Tokentrail, get
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from .context import Attribution
 
 logger = logging.getLogger("tokentrail")
 
-VERSION = "0.1.0"
+from .version import VERSION
 
 
 class _OpenSpans(SpanProcessor):
