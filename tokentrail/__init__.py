@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from . import _internal
 from .context import attributes
 from .errors import BudgetExceeded, ConfigError, MissingExtra, TokentrailError
-from .version import VERSION as __version__
 from .runtime import Tokentrail, get
+from .version import VERSION as __version__
 
 if TYPE_CHECKING:
     from .budgets import Budget

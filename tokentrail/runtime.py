@@ -24,10 +24,10 @@ from . import clock as wall_clock
 from . import config as config_mod
 from .config import Settings
 from .context import Attribution
+from .version import VERSION
 
 logger = logging.getLogger("tokentrail")
 
-from .version import VERSION
 
 
 class _OpenSpans(SpanProcessor):
@@ -130,7 +130,7 @@ class Tokentrail:
             if self._budgets is not None:
                 self._budgets.shutdown()
             self.provider.shutdown()
-        except Exception:
+        except Exception:  # shutdown runs at exit: log, never raise into the program ending
             logger.exception("tokentrail: error during shutdown")
 
 

@@ -87,7 +87,7 @@ class EmbeddingCall:
                 self.reservation = common.budget_reserve(
                     rt, attribution, model=self.model, provider=self.provider, prompt_tokens=self._counted(bound=True), max_output_tokens=0
                 )
-            except BaseException as e:
+            except BaseException as e:  # recorded on the span, then re-raised
                 common.record_error(self.span, e)
                 self.span.end(end_time=rt.now_ns())
                 raise
@@ -148,10 +148,8 @@ def _begin(instance: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, 
         return EmbeddingCall(instance, _texts(method, args, kwargs))
     except BudgetExceeded:
         raise
-    except Exception:
-        if _internal._reraise():
-            raise
-        _internal.logger.exception("tokentrail internal error starting an embeddings span (your program continues)")
+    except Exception as e:
+        _internal.handle_internal_error("starting an embeddings span", e)
         return None
 
 

@@ -25,8 +25,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from types import AsyncGeneratorType, FrameType, GeneratorType
@@ -40,6 +39,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field
 
+from ... import _internal
 from ... import context as tt_context
 from ... import runtime as tt_runtime
 from ... import semconv as sc
@@ -78,7 +78,7 @@ def _detach(token: object) -> None:
             _runtime_context.detach(token)  # type: ignore[arg-type]
         else:  # pragma: no cover - every SDK we support has it
             otel_context.detach(token)  # type: ignore[arg-type]
-    except Exception:
+    except Exception:  # a reset from another context: nothing to undo
         pass
 
 
@@ -91,7 +91,7 @@ def _model_of(instance: Any) -> str | None:
             return None if v == "unknown" else v
     try:
         v = instance.metadata.model_name
-    except Exception:
+    except Exception:  # the LLM's own metadata may raise for a model it does not know
         return None
     return v if isinstance(v, str) and v and v != "unknown" else None
 
@@ -193,30 +193,7 @@ class _Alias:
         self.instance_id = instance_id
 
 
-class Errors:
-    """Internal errors seen in handlers. LlamaIndex swallows whatever a handler raises, so they
-    are logged here and kept (the last few) for tests to assert on."""
-
-    def __init__(self) -> None:
-        self.seen: list[BaseException] = []
-        self.count = 0
-
-    def record(self, error: Exception, what: str) -> None:
-        self.count += 1
-        if len(self.seen) < 50:
-            self.seen.append(error)
-        logger.error("tokentrail internal error in llamaindex %s (your program continues)", what, exc_info=error)
-
-    @contextmanager
-    def guard(self, what: str) -> Iterator[None]:
-        """For cold paths; hot paths inline the same try/except (a generator-based context
-        manager costs ~1.5 µs, and LlamaIndex makes ~40 handler calls per query)."""
-        try:
-            yield
-        except BudgetExceeded:
-            raise
-        except Exception as e:
-            self.record(e, what)
+Errors = _internal.ErrorLog  # LlamaIndex swallows what a handler raises: errors are kept for tests
 
 
 class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
@@ -786,7 +763,7 @@ def _when(s: _Span) -> datetime:
 def _tool_name(instance: Any) -> str | None:
     try:
         name = instance.metadata.name
-    except Exception:
+    except Exception:  # a user object's metadata may raise
         return None
     return name if isinstance(name, str) and name else None
 
