@@ -10,13 +10,14 @@ import atexit
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span
+from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -24,7 +25,11 @@ from . import clock as wall_clock
 from . import config as config_mod
 from .config import Settings
 from .context import Attribution
+from .instrumentation import seams
 from .version import VERSION
+
+if TYPE_CHECKING:
+    from .budgets import BudgetManager
 
 logger = logging.getLogger("tokentrail")
 
@@ -94,8 +99,8 @@ class Tokentrail:
         self.provider.add_span_processor(self.processor)
         for p in span_processors:
             self.provider.add_span_processor(p)
-        self.tracer: Tracer = self.provider.get_tracer("tokentrail", VERSION)
-        self._budgets: Any = None
+        self.tracer: SdkTracer = self.provider.get_tracer("tokentrail", VERSION)  # type: ignore[assignment]
+        self._budgets: BudgetManager | None = None
         self._closed = False
         # Wall clock in ns for span times and price dates; the demo and tests shift it.
         self.clock: Callable[[], int] = wall_clock.now_ns
@@ -108,7 +113,7 @@ class Tokentrail:
         return self._open_spans.open
 
     @property
-    def budgets(self) -> Any:
+    def budgets(self) -> BudgetManager | None:
         """The budget manager, or None when no budget is configured."""
         if self._budgets is None and self.settings.budgets:
             from .budgets import BudgetManager
@@ -169,3 +174,6 @@ def current_or_none() -> Tokentrail | None:
 def _shutdown_at_exit() -> None:
     if _default is not None:
         _default.shutdown()
+
+
+seams.set_current(get)  # the integrations read the default instance through seams.current()

@@ -32,14 +32,14 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ... import _internal, runtime, tokens
+from ... import _internal, tokens
 from ... import context as attribution_context
 from ... import semconv as sc
 from ...context import EMPTY, Attribution
 from ...pricing import Cost
 from ...providers import infer_provider
 from ...usage import Usage, from_langchain_result
-from .. import common, spans
+from .. import common, seams, spans
 from . import async_manager, extract
 from . import otel_context as ctxs
 
@@ -105,7 +105,7 @@ class _Run:
     dupes = 0  # starts of this run id inside the run (see _open)
     prompt_count = -1  # the prompt's exact token count, once counted
 
-    def __init__(self, run_id: UUID, key: int, rt: runtime.Tokentrail) -> None:
+    def __init__(self, run_id: UUID, key: int, rt: seams.Recorder) -> None:
         self.run_id = run_id
         self.key = key
         self.rt = rt
@@ -183,7 +183,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self.attribution: Attribution = attribution_context._coerce(attribution) if attribution else EMPTY
         self._runs: dict[int, _Run] = {}
         self._lock = threading.Lock()
-        self._base: tuple[Attribution, runtime.Tokentrail, Attribution] | None = None
+        self._base: tuple[Attribution, seams.Recorder, Attribution] | None = None
         self._attr_cache: dict[Attribution, dict[str, Any]] = {}
         self._deferred: list[tuple[float, _Run, _Failure]] = []
         async_manager.install(_release_context, TokentrailCallbackHandler)
@@ -197,7 +197,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         """Runs started and not yet ended (a leak shows here)."""
         return len(self._runs)
 
-    def _root_attribution(self, rt: runtime.Tokentrail) -> Attribution:
+    def _root_attribution(self, rt: seams.Recorder) -> Attribution:
         """configure defaults < tokentrail.attributes() < this handler's kwargs."""
         cur = attribution_context.current()
         base = self._base
@@ -239,7 +239,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         if self._deferred:
             self._sweep_expired()
         ctxs.heal()
-        rt = runtime.get()
+        rt = seams.current()
         run = _Run(run_id, key, rt)
         parent = runs.get(parent_run_id.int) if parent_run_id is not None else None
         if parent is not None:

@@ -41,13 +41,12 @@ from pydantic import Field
 
 from ... import _internal
 from ... import context as tt_context
-from ... import runtime as tt_runtime
 from ... import semconv as sc
 from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...tokens import count_tokens
 from ...usage import Usage, from_mapping
-from .. import common, spans
+from .. import common, seams, spans
 from . import _classify as cl
 from . import _content as ct
 from . import _usage as lu
@@ -151,7 +150,7 @@ class _Span:
     id: str
     otel: trace.Span
     ctx: otel_context.Context
-    rt: tt_runtime.Tokentrail
+    rt: seams.Recorder
     kind: int
     operation: str
     instance_id: int
@@ -303,7 +302,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         if kind.kind == cl.K_LLM and parent is not None and parent.kind == cl.K_LLM:
             self._demote(parent)
 
-        rt = tt_runtime.get()
+        rt = seams.current()
         s = _Span()
         s.id = id_
         s.rt = rt
