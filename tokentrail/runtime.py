@@ -177,3 +177,13 @@ def _shutdown_at_exit() -> None:
 
 
 seams.set_current(get)  # the integrations read the default instance through seams.current()
+
+
+def reset() -> None:
+    """Shut down the default instance and forget it: the next get() configures a new one
+    (tokentrail.testing uses this between tests)."""
+    global _default
+    with _default_lock:
+        old, _default = _default, None
+    if old is not None:
+        old.shutdown()
