@@ -121,6 +121,16 @@ class Tokentrail:
             self._budgets = BudgetManager(self)
         return self._budgets
 
+    def budgets_without_thread(self) -> BudgetManager | None:
+        """The budget manager built without its background thread (None when no budget is
+        configured): the caller refreshes it (`refresh()`) and delivers its events (`deliver()`)
+        on its own schedule, as the demo does on its simulated clock. Call before `budgets`."""
+        if self._budgets is None and self.settings.budgets:
+            from .budgets import BudgetManager
+
+            self._budgets = BudgetManager(self, start=False)
+        return self._budgets
+
     def flush(self, timeout_millis: int = 30000) -> bool:
         ok = self.provider.force_flush(timeout_millis)
         if self._budgets is not None:
