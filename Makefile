@@ -34,6 +34,7 @@ peers: install-dev
 lint: install-dev
 	$(BIN)/ruff check tokentrail tests bench examples peers
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[bench]'

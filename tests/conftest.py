@@ -12,7 +12,7 @@ import pytest
 from clocks import DEFAULT_NOW, FixedClock, installed
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.store import open_store
 
 # keep the developer's own config and env out of the tests
@@ -53,7 +53,7 @@ def tt(tt_home: Path) -> Iterator[runtime.Tokentrail]:
     inst = tokentrail.configure(home=tt_home, project="test")
     yield inst
     inst.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def spans(inst: runtime.Tokentrail, where: str = "1") -> list[dict[str, Any]]:
@@ -77,7 +77,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     rt, exporter = configure_memory(tt_home)
     yield rt, exporter
     rt.shutdown()
-    runtime._default = None
+    testing.reset()
     assert no_context_left(), "a span of ours is still the current OTel context"
 
 

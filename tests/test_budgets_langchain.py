@@ -18,7 +18,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime
+from tokentrail import Budget, BudgetExceeded, runtime, testing
 from tokentrail.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def rt(tt_home: Path, monkeypatch: pytest.MonkeyPatch, clock: FixedClock) -> Ite
     )
     yield inst
     inst.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def test_hard_budget_blocks_the_call_before_the_model_runs(rt: runtime.Tokentrail) -> None:

@@ -24,7 +24,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime
+from tokentrail import Budget, BudgetExceeded, runtime, testing
 from tokentrail.budgets import add_alert_handler
 from tokentrail.budgets.alerts import BudgetEvent
 from tokentrail.budgets.manager import BudgetManager
@@ -76,7 +76,7 @@ def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..
     yield _make
     for rt in made:
         rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def call(

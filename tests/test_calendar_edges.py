@@ -13,7 +13,7 @@ import pytest
 from clocks import CALENDAR_EDGES, DST_ZONE, NS, FixedClock, at_calendar_edges
 
 import tokentrail
-from tokentrail import Budget, runtime
+from tokentrail import Budget, runtime, testing
 from tokentrail.budgets import budget_status
 from tokentrail.budgets.periods import window
 from tokentrail.config import resolve
@@ -131,7 +131,7 @@ def test_budget_status_in_each_period(tt_home: Path, clock: FixedClock) -> None:
         calls = _write_spend(rt, now)
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
     budgets = [
         Budget(name="month-utc", limit_usd=100, period="month"),
         Budget(name="day-ny", limit_usd=100, period="day", timezone=DST_ZONE),

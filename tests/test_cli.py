@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import importlib.util
 import io
 import json
 import os
@@ -168,7 +169,7 @@ def test_config_errors_are_one_line_exit_2(tt_home: Path, capsys: pytest.Capture
 
 
 def test_store_lock_timeout_is_one_line(seeded: runtime.Tokentrail, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "LOCK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(cli.common, "LOCK_TIMEOUT_S", 0.3)
     path = seeded.settings.embedded_path
     lock = path.with_name(path.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +242,7 @@ def test_ingest_reports_rows(tt: runtime.Tokentrail, capsys: pytest.CaptureFixtu
 # -- dashboard & budgets --------------------------------------------------------------------
 def test_dashboard_runs_streamlit_with_the_flags(tt_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(cli, "run_child", lambda cmd, env: calls.append((cmd, env)) or 0)
+    monkeypatch.setattr(cli.dashboard, "run_child", lambda cmd, env: calls.append((cmd, env)) or 0)
     cfg = tmp_path / "my.toml"
     cfg.write_text('project = "shop"\n')
     assert main(["dashboard", "--port", "8600", "--host", "0.0.0.0", "--headless", "--config", str(cfg)]) == 0
@@ -260,9 +261,9 @@ def test_dashboard_runs_streamlit_with_the_flags(tt_home: Path, tmp_path: Path, 
 
 
 def test_dashboard_without_streamlit(tt_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    real = cli.importlib.util.find_spec
-    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
-    monkeypatch.setattr(cli, "run_child", lambda *a, **k: pytest.fail("must not start"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
+    monkeypatch.setattr(cli.dashboard, "run_child", lambda *a, **k: pytest.fail("must not start"))
     assert main(["dashboard"]) == 1
     assert "pip install 'tokentrail[dashboard]'" in _one_line_error(capsys.readouterr().err)
 
@@ -279,7 +280,7 @@ def test_missing_optional_dependency_names_the_extra(tt_home: Path, monkeypatch:
     def no_chdb(*a: Any, **k: Any) -> Any:
         raise ModuleNotFoundError("No module named 'chdb'", name="chdb")
 
-    monkeypatch.setattr(cli, "_open", no_chdb)
+    monkeypatch.setattr(cli.common, "open_store", no_chdb)
     assert main(["report"]) == 1
     assert "pip install 'tokentrail[embedded]'" in _one_line_error(capsys.readouterr().err)
 
@@ -300,7 +301,7 @@ def test_run_child_stops_the_server_when_the_cli_is_terminated(tmp_path: Path) -
     import signal
 
     script = (
-        "import os, sys; from tokentrail.cli import run_child; "
+        "import os, sys; from tokentrail.cli.dashboard import run_child; "
         "sys.exit(run_child([sys.executable, '-c', 'import os, time; print(os.getpid(), flush=True); time.sleep(120)'], dict(os.environ)))"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

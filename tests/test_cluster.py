@@ -19,7 +19,7 @@ from chserver import cluster_of_two
 from rollup_data import NOW, rows, write
 
 import tokentrail
-from tokentrail import queries, runtime
+from tokentrail import queries, testing
 from tokentrail.budgets import Budget
 from tokentrail.budgets import status as budget_status
 from tokentrail.config import resolve
@@ -52,7 +52,7 @@ def test_tables_on_every_shard_and_rows_spread_over_both(nodes: list[Any], tt_ho
         assert (rt.exporter.inserted_batches, rt.exporter.spooled_batches) == (1, 0)
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
     per_node = []
     for n in nodes:
         c = n.client()

@@ -23,7 +23,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime
+from tokentrail import Budget, BudgetExceeded, runtime, testing
 from tokentrail.budgets import snapshot
 from tokentrail.context import Attribution
 from tokentrail.instrumentation import common
@@ -54,7 +54,7 @@ def start(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
     yield _start
     for rt in made:
         rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def store_lock(rt: runtime.Tokentrail) -> Any:

@@ -99,3 +99,14 @@ def test_configure_rejects_bad_value_and_keeps_running(tt_home: Path) -> None:
 
     with pytest.raises(ConfigError):
         tokentrail.configure(clickhouse_url="ftp://nope")
+
+
+def test_public_configure_takes_every_setting() -> None:
+    """One registry (config._FIELDS): tokentrail.configure() has an argument for each setting."""
+    import inspect
+
+    import tokentrail
+    from tokentrail import config
+
+    params = set(inspect.signature(tokentrail.configure).parameters) - {"config_file"}
+    assert params == set(config._FIELDS)

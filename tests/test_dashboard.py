@@ -26,7 +26,7 @@ from opentelemetry import trace as otel_trace
 from streamlit.testing.v1 import AppTest
 
 import tokentrail
-from tokentrail import queries, runtime
+from tokentrail import queries, runtime, testing
 from tokentrail import semconv as sc
 from tokentrail.context import Attribution
 from tokentrail.dashboard import APP_PATH, PASSWORD_ENV, fmt
@@ -380,7 +380,7 @@ def test_budgets_page(tt_home: Path, store_now: datetime) -> None:
         assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
         dash_data.refresh()
 
 

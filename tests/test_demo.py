@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from clocks import DEFAULT_NOW, FixedClock, installed
 
-from tokentrail import cli, demo, runtime
+from tokentrail import cli, demo, runtime, testing
 from tokentrail.budgets import budget_status
 from tokentrail.cli import main
 from tokentrail.config import resolve
@@ -37,7 +37,7 @@ def fresh_runtime(tt_home: Path) -> Iterator[Path]:
     inst = runtime.current_or_none()
     if inst is not None:
         inst.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:
@@ -139,7 +139,7 @@ def test_demo_is_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         try:
             assert main(["demo", "--days", "2", "--calls", "80", "--no-dashboard", "--seed", "11"]) == 0
         finally:
-            runtime._default = None
+            testing.reset()
         reports.append(_json(capsys, ["report", "--by", "feature", "--format", "json"]))
         # the demo's budgets too: the same warnings and blocks (times move with the wall clock)
         events.append(
@@ -196,7 +196,7 @@ def test_llamaindex_seam(tt: runtime.Tokentrail, monkeypatch: pytest.MonkeyPatch
 
 def test_demo_starts_the_dashboard_unless_told_not_to(fresh_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(cli, "run_child", lambda cmd, env: started.append((cmd, env)) or 0)
+    monkeypatch.setattr(cli.dashboard, "run_child", lambda cmd, env: started.append((cmd, env)) or 0)
     assert main(["demo", "--days", "1", "--calls", "10", "--port", "8999", "--headless"]) == 0
     ((cmd, env),) = started
     assert "streamlit" in cmd and cmd[cmd.index("--server.port") + 1] == "8999"
@@ -273,7 +273,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
             with contextlib.redirect_stdout(out):
                 assert main(["demo", "--days", "2", "--calls", "300", "--no-dashboard"]) == 0
         finally:
-            runtime._default = None
+            testing.reset()
     yield home, out.getvalue()
 
 
@@ -322,8 +322,8 @@ def test_demo_writes_its_budgets_and_says_how_to_see_them(demo_home: tuple[Path,
     assert [b.name for b in settings.budgets] == DEMO_BUDGETS
     assert settings.home == home.resolve()  # the file names its home: TOKENTRAIL_CONFIG alone finds the store
     text = " ".join(printed.split())
-    assert f"TOKENTRAIL_CONFIG={cli._shell_path(config.resolve())} tokentrail budgets" in text
-    assert f"TOKENTRAIL_CONFIG={cli._shell_path(config.resolve())} tokentrail dashboard" in text
+    assert f"TOKENTRAIL_CONFIG={cli.demo.shell_path(config.resolve())} tokentrail budgets" in text
+    assert f"TOKENTRAIL_CONFIG={cli.demo.shell_path(config.resolve())} tokentrail dashboard" in text
     said = re.search(r"budgets: 4 demo budgets \(.*?\): (\d+) warnings, (\d+) blocks", text)
     assert said, text
     with open_store(settings) as store:
@@ -401,7 +401,7 @@ def test_dashboard_budgets_page_shows_the_demo_budgets(demo_config: Path) -> Non
 def test_demo_never_shadows_the_users_config(fresh_runtime: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     Path("tokentrail.toml").write_text('project = "mine"\n')  # the user's, without budgets
     started: list[dict[str, str]] = []
-    monkeypatch.setattr(cli, "run_child", lambda cmd, env: started.append(env) or 0)
+    monkeypatch.setattr(cli.dashboard, "run_child", lambda cmd, env: started.append(env) or 0)
     assert main(["demo", "--days", "1", "--calls", "10", "--headless"]) == 0
     assert not (fresh_runtime / "demo.toml").exists()
     assert "TOKENTRAIL_CONFIG" not in started[0]  # the dashboard reads ./tokentrail.toml, as the demo did
@@ -448,7 +448,7 @@ def test_summarize_falls_back_to_gemini_when_a_budget_refuses_haiku(tt_home: Pat
             [(blocks,)] = store.rows("SELECT count() FROM tokentrail.budget_events WHERE event = 'block'")
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
     refused = [r for r in rows if r[2] == "BudgetExceeded"]
     assert refused and {r[0] for r in refused} == {"claude-3-5-haiku"} and blocks == len(refused)
     assert sum(1 for r in rows if r[0] == "gemini-2.0-flash" and r[1] == "ok") >= len(refused)
@@ -462,7 +462,7 @@ def test_a_second_demo_in_the_same_home_says_its_budgets_count_the_first(
         try:
             assert main(["demo", "--days", "1", "--calls", "20", "--no-dashboard"]) == 0
         finally:
-            runtime._default = None
+            testing.reset()
         outs.append(" ".join(capsys.readouterr().out.split()))
     assert "already held" not in outs[0]
     assert "note: before this run the store already held" in outs[1] and "TOKENTRAIL_HOME=" in outs[1]

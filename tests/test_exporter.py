@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
 from tokentrail.exporters import clickhouse as ch_exporter
@@ -53,7 +53,7 @@ def test_refused_server_spools_everything_and_ingest_replays_once(tt_home: Path,
         assert spool.count(rt.settings.spool_dir) == rt.exporter.spooled_batches
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
     # the server "comes back": here, the embedded engine at the same home, fed by `tokentrail ingest`
     monkeypatch.delenv("TOKENTRAIL_CLICKHOUSE_URL", raising=False)
     assert cli_main(["ingest"]) == 0
@@ -87,7 +87,7 @@ def test_hanging_server_never_makes_the_application_wait(tt_home: Path, monkeypa
         assert spool.count(rt.settings.spool_dir) >= 1
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
         server.close()
 
 

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otel_helpers import configure_memory, parent_id, span_id
 
 import tokentrail
-from tokentrail import runtime, tokens
+from tokentrail import runtime, testing, tokens
 from tokentrail import semconv as sc
 from tokentrail.instrumentation.langchain import TokentrailCallbackHandler
 
@@ -139,7 +139,7 @@ def test_attribution_precedence(tt_home: Path) -> None:
         assert parent_id(llm[1]) == span_id(spans["lambda"])
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_n_generations_cache_hits_and_estimates(mem: Any) -> None:
@@ -219,7 +219,7 @@ def test_retries_tools_retrievers_and_capture_content(tt_home: Path) -> None:
         assert handler.open_runs == 0
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_langgraph_graph_and_nodes(mem: Any) -> None:

@@ -24,7 +24,7 @@ from langchain_core.tracers.base import BaseTracer
 from langchain_fakes import UsageChatModel
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import testing
 from tokentrail.instrumentation.langchain import is_instrumented
 
 EVENTS = (
@@ -266,7 +266,7 @@ def test_async_text_llm_with_a_budget(tt_home: Any) -> None:
         assert any(s.attributes.get("tokentrail.cost.status") for s in exporter.get_finished_spans())
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_another_inline_handler_keeps_langchain_behaviour(mem: Any) -> None:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
 from tokentrail.exporters.processor import LedgerSpanProcessor
@@ -50,7 +50,7 @@ def configured(tt_home: Path) -> Iterator[Any]:
     yield make
     for rt in made:
         rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def burst(threads: int, calls_per_thread: int) -> int:

@@ -27,7 +27,7 @@ from otel_helpers import parent_id as hex_parent
 from otel_helpers import span_id as hex_id
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime
+from tokentrail import Budget, BudgetExceeded, runtime, testing
 from tokentrail.instrumentation import llamaindex as li_mod
 from tokentrail.instrumentation.llamaindex import _usage
 
@@ -43,7 +43,7 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
     assert rt.open_spans == 0  # checked before uninstrument(), which ends what is left
     handle.uninstrument()
     rt.shutdown()
-    runtime._default = None
+    testing.reset()
     assert errors == [], errors
 
 
@@ -69,7 +69,7 @@ def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch, clock: Any) -> Iter
     handle.uninstrument()
     for rt in made:
         rt.shutdown()
-    runtime._default = None
+    testing.reset()
     assert errors == [], errors
 
 
@@ -226,7 +226,7 @@ def test_internal_errors_never_reach_the_program(tt_home: Path, monkeypatch: pyt
     finally:
         handle.uninstrument()
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 # -- attribution ---------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_instrument_is_idempotent_counted_and_reversible(tt_home: Path) -> None:
         assert not c.active and len(_names(exporter)) == 3
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_uninstrument_ends_spans_in_flight(tt_home: Path) -> None:
@@ -320,7 +320,7 @@ def test_uninstrument_ends_spans_in_flight(tt_home: Path) -> None:
         del gen
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_errors_end_spans_with_error_type(mem: tuple[runtime.Tokentrail, Any]) -> None:
@@ -374,5 +374,5 @@ def test_content_is_captured_only_when_configured(tt_home: Path) -> None:
             errors = handle.errors
             handle.uninstrument()
             rt.shutdown()
-            runtime._default = None
+            testing.reset()
         assert errors == []

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
 from tokentrail.store import forget_schemas, migrations, open_store, spool
@@ -54,7 +54,7 @@ def server_rt(tt_home: Path, ch_url: str, monkeypatch: pytest.MonkeyPatch) -> It
     rt = tokentrail.configure(project="p")
     yield rt
     rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Any:
@@ -82,7 +82,7 @@ def test_every_readme_url_form_works_on_a_fresh_server(
         assert (rt.exporter.inserted_batches, rt.exporter.spooled_batches) == (1, 0)  # straight in, nothing spooled
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
     assert spool.count(rt.settings.spool_dir) == 0
     report = _json(capsys, ["report", "--by", "team", "--format", "json"])
     assert report["rows"] == [
@@ -236,7 +236,7 @@ def test_server_killed_and_restarted_mid_run_loses_and_doubles_nothing(tt_home: 
             assert spool.count(rt.settings.spool_dir) == 0
         finally:
             rt.shutdown()
-            runtime._default = None
+            testing.reset()
         extra = rt.exporter.inserted_batches  # the 1-trace batches sent while waiting
         assert extra >= 2
         with open_store(resolve(home=tt_home, clickhouse_url=url), ingest=False) as store:
@@ -274,7 +274,7 @@ def test_https_url_form(ch_server: Any, tt_home: Path, capsys: pytest.CaptureFix
             assert rt.exporter.inserted_batches + rt.exporter.spooled_batches == 1
         finally:
             rt.shutdown()
-            runtime._default = None
+            testing.reset()
         capsys.readouterr()
         assert cli_main(["ingest"]) == 0  # a batch the exporter spooled (a TLS handshake slower than its timeout on a busy machine)
         assert _json(capsys, ["sql", "SELECT count() AS n, sum(cost_usd) AS c FROM llm_tls.spans WHERE operation = 'chat'", "--format", "json"]) == [
@@ -314,7 +314,7 @@ def test_budgets_enforce_the_spend_the_server_holds(ch_url: str, tt_home: Path, 
             store.client.raw_insert(store.table("spans"), None, insert_block=payload, fmt="JSONEachRow")
     finally:
         seed.shutdown()
-        runtime._default = None
+        testing.reset()
     rt = tokentrail.configure(
         home=tt_home, clickhouse_url=ch_url, project="p",
         prices={"fake-model": {"input_per_mtok": 0, "output_per_mtok": 200}},  # 100 output tokens: $0.02
@@ -331,4 +331,4 @@ def test_budgets_enforce_the_spend_the_server_holds(ch_url: str, tt_home: Path, 
             model.invoke("hi", config={"callbacks": [tokentrail.langchain_handler()]})
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()

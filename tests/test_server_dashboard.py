@@ -19,7 +19,7 @@ import test_dashboard as dash
 from clocks import DEFAULT_NOW, FixedClock, installed
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.dashboard import data as dash_data
 from tokentrail.dashboard import fmt
 from tokentrail.store import forget_schemas, open_store
@@ -44,7 +44,7 @@ def _filled(url: str, tt_home: Path, store_now: datetime, monkeypatch: pytest.Mo
     yield rt
     dash_data.refresh()
     rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 @pytest.fixture(scope="module")

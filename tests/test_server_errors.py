@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import tokentrail
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
 from tokentrail.store import (
@@ -67,7 +67,7 @@ def spooling(tt_home: Path) -> Iterator[Any]:
     yield make
     for rt in made:
         rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def test_wrong_password_is_authentication_never_unreachable(

@@ -14,7 +14,7 @@ import pytest
 from chserver import HungServer
 from opentelemetry.trace import SpanKind
 
-from tokentrail import runtime
+from tokentrail import runtime, testing
 from tokentrail.cli import main
 from tokentrail.store import spool
 
@@ -52,7 +52,7 @@ def test_losses_set_aside_files_and_spool_depth(tt_home: Path, capsys: pytest.Ca
             assert rt.flush()
     finally:
         rt.shutdown()  # the lost-spans record goes to the spool
-        runtime._default = None
+        testing.reset()
     kept = [f for f in spool.pending(rt.settings.spool_dir) if f.table == "spans"]
     torn = spool.write(rt.settings.spool_dir, "spans", "torn", b'{"span_id": "x", "na')
     code, st = _status(capsys)  # the spool is not ingested: the loss is read from its record there

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from . import _internal
 from .context import attributes
 from .errors import BudgetExceeded, ConfigError, MissingExtra, TokentrailError
-from .runtime import VERSION as __version__
 from .runtime import Tokentrail, get
+from .version import VERSION as __version__
 
 if TYPE_CHECKING:
     from .budgets import Budget
@@ -53,11 +53,18 @@ def configure(
     webhook_url: str | None = None,
     retention_days: int | None = None,
     cluster: str | None = None,
+    insert_deadline_s: float | None = None,
+    spool_max_bytes: int | None = None,
+    queue_max_spans: int | None = None,
+    sql_max_seconds: float | None = None,
+    sql_max_memory_bytes: int | None = None,
+    sql_max_rows: int | None = None,
     config_file: str | None = None,
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
     variable (TOKENTRAIL_CLICKHOUSE_URL, TOKENTRAIL_HOME, TOKENTRAIL_PROJECT, ...), then to
-    tokentrail.toml, then to the default. A bad value raises ConfigError (one line)."""
+    tokentrail.toml, then to the default. A bad value raises ConfigError (one line). Every
+    setting of tokentrail.config.Settings is an argument here (one registry: config._FIELDS)."""
     from . import runtime
 
     rt = runtime.configure(
@@ -73,6 +80,12 @@ def configure(
         webhook_url=webhook_url,
         retention_days=retention_days,
         cluster=cluster,
+        insert_deadline_s=insert_deadline_s,
+        spool_max_bytes=spool_max_bytes,
+        queue_max_spans=queue_max_spans,
+        sql_max_seconds=sql_max_seconds,
+        sql_max_memory_bytes=sql_max_memory_bytes,
+        sql_max_rows=sql_max_rows,
     )
     _warm_up(rt)
     return rt

@@ -10,13 +10,14 @@ import atexit
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, Tracer, get_current_span
+from opentelemetry.trace import Link, SpanKind, get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -24,10 +25,14 @@ from . import clock as wall_clock
 from . import config as config_mod
 from .config import Settings
 from .context import Attribution
+from .instrumentation import seams
+from .version import VERSION
+
+if TYPE_CHECKING:
+    from .budgets import BudgetManager
 
 logger = logging.getLogger("tokentrail")
 
-VERSION = "0.1.0"
 
 
 class _OpenSpans(SpanProcessor):
@@ -94,8 +99,8 @@ class Tokentrail:
         self.provider.add_span_processor(self.processor)
         for p in span_processors:
             self.provider.add_span_processor(p)
-        self.tracer: Tracer = self.provider.get_tracer("tokentrail", VERSION)
-        self._budgets: Any = None
+        self.tracer: SdkTracer = self.provider.get_tracer("tokentrail", VERSION)  # type: ignore[assignment]
+        self._budgets: BudgetManager | None = None
         self._closed = False
         # Wall clock in ns for span times and price dates; the demo and tests shift it.
         self.clock: Callable[[], int] = wall_clock.now_ns
@@ -108,12 +113,22 @@ class Tokentrail:
         return self._open_spans.open
 
     @property
-    def budgets(self) -> Any:
+    def budgets(self) -> BudgetManager | None:
         """The budget manager, or None when no budget is configured."""
         if self._budgets is None and self.settings.budgets:
             from .budgets import BudgetManager
 
             self._budgets = BudgetManager(self)
+        return self._budgets
+
+    def budgets_without_thread(self) -> BudgetManager | None:
+        """The budget manager built without its background thread (None when no budget is
+        configured): the caller refreshes it (`refresh()`) and delivers its events (`deliver()`)
+        on its own schedule, as the demo does on its simulated clock. Call before `budgets`."""
+        if self._budgets is None and self.settings.budgets:
+            from .budgets import BudgetManager
+
+            self._budgets = BudgetManager(self, start=False)
         return self._budgets
 
     def flush(self, timeout_millis: int = 30000) -> bool:
@@ -130,7 +145,7 @@ class Tokentrail:
             if self._budgets is not None:
                 self._budgets.shutdown()
             self.provider.shutdown()
-        except Exception:
+        except Exception:  # shutdown runs at exit: log, never raise into the program ending
             logger.exception("tokentrail: error during shutdown")
 
 
@@ -169,3 +184,16 @@ def current_or_none() -> Tokentrail | None:
 def _shutdown_at_exit() -> None:
     if _default is not None:
         _default.shutdown()
+
+
+seams.set_current(get)  # the integrations read the default instance through seams.current()
+
+
+def reset() -> None:
+    """Shut down the default instance and forget it: the next get() configures a new one
+    (tokentrail.testing uses this between tests)."""
+    global _default
+    with _default_lock:
+        old, _default = _default, None
+    if old is not None:
+        old.shutdown()

@@ -236,7 +236,7 @@ def _as_mapping(obj: Any) -> Mapping[str, Any] | None:
     if callable(to_dict):
         try:
             dumped = to_dict()
-        except Exception:
+        except Exception:  # a half-built model: fall back to its attributes
             dumped = None
         if isinstance(dumped, Mapping):
             return dumped

@@ -192,7 +192,7 @@ class WebhookSender:
                 self._queue.task_done()
 
     def _post(self, url: str, data: bytes) -> None:
-        from ..runtime import VERSION
+        from ..version import VERSION
 
         req = urllib.request.Request(
             url,

@@ -845,6 +845,11 @@ class BudgetManager:
             except Exception:  # the budget thread must survive anything
                 logger.exception("tokentrail: budget thread error")
 
+    def deliver(self) -> int:
+        """Deliver queued events now: the public form of what the thread does, for a manager
+        built with start=False (Tokentrail.budgets_without_thread(), the demo)."""
+        return self._drain()
+
     def _drain(self) -> int:
         """Deliver queued events: the store (through the exporter), logging, callables, webhooks."""
         with self._drain_lock:

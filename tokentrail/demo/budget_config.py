@@ -189,9 +189,9 @@ class BudgetSync:
             seen.add(key)
         if stale:
             # deliver the queued events first: the refresh reads which warnings already fired,
-            # and a warning it does not find fires again. (_drain, not flush: flush would also
+            # and a warning it does not find fires again. (deliver, not flush: flush would also
             # announce, as a new period, the period the clock is back in, for every budget)
-            self.manager._drain()
+            self.manager.deliver()
             self.manager.refresh()
             self.refreshes += 1
 
@@ -202,11 +202,9 @@ def start_budget_sync(rt: Any) -> BudgetSync | None:
     budget is configured."""
     if not rt.settings.budgets:
         return None
-    manager = rt._budgets
+    # no thread refreshing on the wall clock (see BudgetSync)
+    manager = rt.budgets_without_thread()
     if manager is None:
-        from ..budgets import BudgetManager
-
-        # built here, not by `rt.budgets`: no thread refreshing on the wall clock (see BudgetSync)
-        manager = rt._budgets = BudgetManager(rt, start=False)
+        return None
     manager.refresh()  # what earlier runs left in the store for the demo's first periods
     return BudgetSync(manager, rt.settings.budgets)

@@ -93,7 +93,7 @@ class ClickHouseSpanExporter(SpanExporter):
             client = connect_server(self.settings.clickhouse_url, connect_timeout=min(2, timeout), send_receive_timeout=timeout)
             try:
                 ensure_schema(client, self.settings)  # once per process, not on every reconnect
-            except BaseException:
+            except BaseException:  # close the half-made client whatever failed, then re-raise
                 client.close()
                 raise
             self._client = client
@@ -148,7 +148,7 @@ class ClickHouseSpanExporter(SpanExporter):
                         self.inserted_batches += 1
                         self._server_ok()
                         return True
-                    except Exception as e:
+                    except Exception as e:  # the SpanExporter contract: FAILURE or spool, never raise; kind logged
                         if refuses_data(e):  # the server answered: it is up, the batch is at fault
                             logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, one_line(e))
                         else:
@@ -194,7 +194,7 @@ class ClickHouseSpanExporter(SpanExporter):
             self._next_drain = time.monotonic() + DRAIN_INTERVAL_S
             if spool.depth(self.settings.spool_dir).files:
                 self.drain()
-        except Exception:
+        except Exception:  # background thread: logged, retried on the next tick
             logger.exception("tokentrail: spool drain failed; will retry")
 
     def drain(self, limit: int = DRAIN_BATCH) -> int:
@@ -205,7 +205,7 @@ class ClickHouseSpanExporter(SpanExporter):
                 return 0
             try:
                 done = ingest_spool(None, self.settings.spool_dir, self.settings, insert=self._insert, limit=limit)
-            except Exception as e:
+            except Exception as e:  # counted and logged by kind in _server_failed
                 self._server_failed(e)
                 return 0
             self._server_ok()
@@ -220,7 +220,7 @@ class ClickHouseSpanExporter(SpanExporter):
         try:
             rows = span_rows(spans)
             payload = encode(rows)
-        except Exception as e:
+        except Exception as e:  # the SpanExporter contract: counted as lost, FAILURE, never raise
             logger.exception("tokentrail: could not encode %d spans", len(spans))
             self.losses.add("spans", len(spans), "encode_failed", one_line(e))
             return SpanExportResult.FAILURE
@@ -237,7 +237,7 @@ class ClickHouseSpanExporter(SpanExporter):
         if client is not None:
             try:
                 client.close()
-            except Exception:
+            except Exception:  # idempotent shutdown: a client already closed
                 pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -128,7 +128,7 @@ class LedgerSpanProcessor(SpanProcessor):
             left -= len(batch)
             try:
                 self._exporter.export(batch)  # never raises, counts its own losses
-            except Exception:
+            except Exception:  # the export thread must survive any exporter
                 logger.exception("tokentrail: exporter raised (%d spans)", len(batch))
             finally:
                 self._done(batch_id)

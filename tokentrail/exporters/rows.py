@@ -182,7 +182,7 @@ def safe_row(span: ReadableSpan) -> dict[str, Any]:
     in the ledger and says why."""
     try:
         return span_row(span)
-    except Exception as e:
+    except Exception as e:  # the span is kept without attributes rather than lost
         logger.warning("tokentrail: span %r encoded without its attributes (%s)", getattr(span, "name", "?"), e)
         ctx = span.get_span_context()
         return {

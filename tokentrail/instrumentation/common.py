@@ -8,16 +8,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry.trace import Span, Status, StatusCode
 
 from .. import clock
 from .. import semconv as sc
 from ..context import Attribution
-from ..pricing import Cost, PriceBook
+from ..pricing import Cost
 from ..usage import Usage, usage_attributes
+from .seams import PriceSource, Recorder
 from .spans import set_trusted
+
+if TYPE_CHECKING:
+    from ..budgets.manager import Reservation
 
 MODEL_OPERATIONS = (sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_EMBEDDINGS)
 
@@ -59,7 +63,7 @@ def cost_attributes(cost: Cost) -> dict[str, Any]:
 
 def record_usage(
     span: Span,
-    prices: PriceBook,
+    prices: PriceSource,
     usage: Usage | None,
     *,
     model: str | None,
@@ -99,14 +103,14 @@ def record_error(span: Span, error: BaseException) -> None:
 
 
 def budget_reserve(
-    runtime: Any,
+    runtime: Recorder,
     attribution: Attribution,
     *,
     model: str | None,
     provider: str | None,
     prompt_tokens: int,
     max_output_tokens: int | None,
-) -> Any:
+) -> Reservation | None:
     manager = runtime.budgets
     if manager is None:
         return None
@@ -119,12 +123,12 @@ def budget_reserve(
     )
 
 
-def budget_settle(runtime: Any, reservation: Any, cost: Cost) -> None:
+def budget_settle(runtime: Recorder, reservation: Reservation | None, cost: Cost) -> None:
     if reservation is not None and runtime.budgets is not None:
         runtime.budgets.settle(reservation, cost)
 
 
-def budget_release(runtime: Any, reservation: Any) -> None:
+def budget_release(runtime: Recorder, reservation: Reservation | None) -> None:
     if reservation is not None and runtime.budgets is not None:
         runtime.budgets.release(reservation)
 

@@ -36,6 +36,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from ..version import VERSION
+from .seams import Recorder
+
 __all__ = ["RunSpan", "set_trusted", "start"]
 
 logger = logging.getLogger("tokentrail")
@@ -64,7 +67,7 @@ class _Sink:
 
     __slots__ = ("ids", "on_end", "on_ending", "on_start", "random_ids", "resource", "scope")
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Recorder) -> None:
         tracer = rt.tracer
         processor = tracer.span_processor
         self.on_start = processor.on_start
@@ -73,15 +76,13 @@ class _Sink:
         self.resource = tracer.resource
         self.ids = tracer.id_generator
         self.random_ids = bool(getattr(self.ids, "is_trace_id_random", lambda: False)())
-        from .. import runtime
-
-        self.scope = InstrumentationScope("tokentrail", runtime.VERSION)
+        self.scope = InstrumentationScope("tokentrail", VERSION)
 
 
-_last: tuple[Any, _Sink] | None = None
+_last: tuple[Recorder, _Sink] | None = None
 
 
-def _sink(rt: Any) -> _Sink:
+def _sink(rt: Recorder) -> _Sink:
     global _last
     last = _last
     if last is not None and last[0] is rt:
@@ -241,7 +242,7 @@ def start(
         flags = TraceFlags(_SAMPLED | TraceFlags.RANDOM_TRACE_ID) if sink.random_ids else _SAMPLED
         ctx = SpanContext(sink.ids.generate_trace_id(), sink.ids.generate_span_id(), False, flags)
         span = RunSpan(sink, name, ctx, None, kind, attributes, start_time)
-    sink.on_start(span, parent)
+    sink.on_start(span, parent)  # type: ignore[arg-type]  # a RunSpan has what processors read of a Span
     return span
 
 

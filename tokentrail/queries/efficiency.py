@@ -161,7 +161,7 @@ def _varies_within_day(prices: Any, model: str, provider: str | None) -> bool:
 
         pid = genai_prices_provider_id(provider) if provider else None
         info = calc_price(GPUsage(), model_ref=model, provider_id=pid).model
-    except Exception:
+    except Exception:  # genai-prices has no plan for this model: no time-of-day price
         return False
     schedule = info.prices if isinstance(info.prices, list) else []
     return any(isinstance(getattr(c, "constraint", None), TimeOfDateConstraint) for c in schedule)

@@ -217,7 +217,7 @@ def connect(settings: Settings) -> tuple[Any, Schema]:
     try:
         schema = ensure_schema(client, settings)
         client.database = settings.database
-    except BaseException:
+    except BaseException:  # close, then re-raise
         client.close()
         raise
     return client, schema
@@ -243,7 +243,7 @@ def open_store(settings: Settings, *, ingest: bool = True, lock_timeout: float =
                 _local.store = store
                 try:
                     yield store
-                except Exception as e:
+                except Exception as e:  # forget the schema cache, then re-raise
                     if _gone(e):
                         forget_schemas(settings)
                     raise
@@ -258,7 +258,7 @@ def open_store(settings: Settings, *, ingest: bool = True, lock_timeout: float =
             if ingest:
                 store.ingest()
             yield store
-        except Exception as e:
+        except Exception as e:  # forget the schema cache, then re-raise
             if _gone(e):  # dropped behind our back: migrate again on the next open
                 forget_schemas(settings)
             raise

@@ -65,7 +65,7 @@ class Deadlines:
             busy.set()
             try:
                 fut.set_result(fn())
-            except BaseException as e:
+            except BaseException as e:  # handed to the waiting caller
                 fut.set_exception(e)
             finally:
                 busy.clear()

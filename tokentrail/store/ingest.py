@@ -136,7 +136,7 @@ def ingest_spool(
         if data:
             try:
                 put(f.table, data, f.batch_id)
-            except Exception as e:
+            except Exception as e:  # only a refused batch is set aside; others re-raise
                 if not refuses_data(e):
                     raise
                 why = one_line(e, 2000)

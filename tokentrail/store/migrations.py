@@ -175,7 +175,7 @@ class _Node:
     def command(self, sql: str, **kw: Any) -> None:
         try:
             self.c.command(sql, **kw)
-        except Exception as e:
+        except Exception as e:  # only "already exists" is expected; others re-raise
             if error_code(e) in _EXISTS and "IF NOT EXISTS" in sql:
                 return  # a concurrent process created it between our check and our create
             raise
@@ -228,7 +228,7 @@ class _Node:
             try:
                 self.c.command(f"CREATE TABLE {snapshot} AS {self.q('spans')}")
                 break
-            except Exception as e:
+            except Exception as e:  # only "already exists" is expected; others re-raise
                 if error_code(e) not in _EXISTS:
                     raise
             # another process is building, or died building
@@ -252,7 +252,7 @@ class _Node:
                     if not exclusive:  # tagged: a process that sees it running knows the build is alive
                         settings["query_id"] = f"{BACKFILL_QUERY_ID}{uuid.uuid4().hex}"
                     self.c.command(f"INSERT INTO {self.q(v.target)} {sql_file(v.file, spans=part, **dict(v.names))}", settings=settings)
-        except BaseException:
+        except BaseException:  # undo the half-made migration, then re-raise
             try:
                 self._undo(m)
             except Exception:

@@ -103,7 +103,7 @@ def write(spool_dir: Path, table: str, batch_id: str, payload: bytes, *, max_byt
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException:  # remove the partial file, then re-raise
         try:
             tmp.unlink()
         except OSError:

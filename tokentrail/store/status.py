@@ -163,7 +163,7 @@ def gather(settings: Settings, *, timeout_s: float = 5.0) -> Status:
             lost.add(r)
     except DeadlineExceeded:
         state.why = f"no answer within {timeout_s:g} s"
-    except Exception as e:
+    except Exception as e:  # status reports any failure as the store's state
         state.why = _why(e, settings)
     finally:
         runner.close()

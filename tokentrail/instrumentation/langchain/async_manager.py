@@ -58,10 +58,8 @@ def _wrap_end(original: Callable[..., Any]) -> Callable[..., Any]:
         if release is not None:
             try:
                 release(self.run_id)
-            except Exception:
-                if _internal._reraise():
-                    raise
-                _internal.logger.exception("tokentrail internal error releasing a run context (your program continues)")
+            except Exception as e:
+                _internal.handle_internal_error("releasing a run context", e)
         return await original(self, *args, **kwargs)
 
     setattr(wrapper, _MARK, original)

@@ -25,13 +25,13 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
 
-from ... import _internal, runtime, tokens
+from ... import _internal, tokens
 from ... import context as attribution_context
 from ... import semconv as sc
 from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...usage import Usage
-from .. import common, spans
+from .. import common, seams, spans
 from .otel_context import current_run_attribution, live_current
 
 __all__ = ["EmbeddingCall", "patch_embeddings", "unpatch_embeddings"]
@@ -60,7 +60,7 @@ class EmbeddingCall:
     __slots__ = ("rt", "span", "model", "provider", "texts", "reported_tokens", "response_model", "reservation", "start_ns")
 
     def __init__(self, instance: Any, texts: Sequence[str]) -> None:
-        rt = runtime.get()
+        rt = seams.current()
         self.rt = rt
         self.model = _model_of(instance)
         self.provider = infer_provider(self.model, class_name=type(instance).__name__)
@@ -87,7 +87,7 @@ class EmbeddingCall:
                 self.reservation = common.budget_reserve(
                     rt, attribution, model=self.model, provider=self.provider, prompt_tokens=self._counted(bound=True), max_output_tokens=0
                 )
-            except BaseException as e:
+            except BaseException as e:  # recorded on the span, then re-raised
                 common.record_error(self.span, e)
                 self.span.end(end_time=rt.now_ns())
                 raise
@@ -148,10 +148,8 @@ def _begin(instance: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, 
         return EmbeddingCall(instance, _texts(method, args, kwargs))
     except BudgetExceeded:
         raise
-    except Exception:
-        if _internal._reraise():
-            raise
-        _internal.logger.exception("tokentrail internal error starting an embeddings span (your program continues)")
+    except Exception as e:
+        _internal.handle_internal_error("starting an embeddings span", e)
         return None
 
 

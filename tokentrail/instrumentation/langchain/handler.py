@@ -21,10 +21,10 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -32,15 +32,14 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ... import _internal, runtime, tokens
+from ... import _internal, tokens
 from ... import context as attribution_context
 from ... import semconv as sc
 from ...context import EMPTY, Attribution
-from ...errors import BudgetExceeded
 from ...pricing import Cost
 from ...providers import infer_provider
 from ...usage import Usage, from_langchain_result
-from .. import common, spans
+from .. import common, seams, spans
 from . import async_manager, extract
 from . import otel_context as ctxs
 
@@ -57,33 +56,12 @@ TOOL_RESULT = "gen_ai.tool.call.result"
 _ZERO = Decimal("0E-9")
 _CACHE_HIT_COST = Cost(_ZERO, _ZERO, _ZERO, sc.COST_PRICED, "langchain cache hit")
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 # run id -> the handler recording it. Two tokentrail handlers on one run (a global one from
 # instrument_langchain and an explicit one merged into the same config) would double every
 # span and every dollar: the first to see a run records it, the other ignores it.
 # Runs are keyed by `run_id.int` here and below: a UUID's hash is a Python-level call.
 _CLAIMS: dict[int, TokentrailCallbackHandler] = {}
-
-
-def _guard(func: F) -> F:
-    """Callbacks never raise into the user's program (the handler has raise_error=True so that
-    BudgetExceeded reaches the caller): internal errors are logged, or re-raised under pytest."""
-    where = func.__qualname__
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BudgetExceeded:
-            raise
-        except Exception:
-            if _internal._reraise():
-                raise
-            _internal.logger.exception("tokentrail internal error in %s (your program continues)", where)
-            return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 class _Failure:
@@ -127,7 +105,7 @@ class _Run:
     dupes = 0  # starts of this run id inside the run (see _open)
     prompt_count = -1  # the prompt's exact token count, once counted
 
-    def __init__(self, run_id: UUID, key: int, rt: runtime.Tokentrail) -> None:
+    def __init__(self, run_id: UUID, key: int, rt: seams.Recorder) -> None:
         self.run_id = run_id
         self.key = key
         self.rt = rt
@@ -191,7 +169,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
     and are overridden by LangChain run metadata / tags.
     """
 
-    # BudgetExceeded must reach the caller; everything else is swallowed by _guard
+    # BudgetExceeded must reach the caller; everything else goes to _internal.swallow_errors
     raise_error = True
     # called inline in the caller's task/thread: that is where the OTel context must change
     run_inline = True
@@ -205,7 +183,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self.attribution: Attribution = attribution_context._coerce(attribution) if attribution else EMPTY
         self._runs: dict[int, _Run] = {}
         self._lock = threading.Lock()
-        self._base: tuple[Attribution, runtime.Tokentrail, Attribution] | None = None
+        self._base: tuple[Attribution, seams.Recorder, Attribution] | None = None
         self._attr_cache: dict[Attribution, dict[str, Any]] = {}
         self._deferred: list[tuple[float, _Run, _Failure]] = []
         async_manager.install(_release_context, TokentrailCallbackHandler)
@@ -219,7 +197,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         """Runs started and not yet ended (a leak shows here)."""
         return len(self._runs)
 
-    def _root_attribution(self, rt: runtime.Tokentrail) -> Attribution:
+    def _root_attribution(self, rt: seams.Recorder) -> Attribution:
         """configure defaults < tokentrail.attributes() < this handler's kwargs."""
         cur = attribution_context.current()
         base = self._base
@@ -261,7 +239,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         if self._deferred:
             self._sweep_expired()
         ctxs.heal()
-        rt = runtime.get()
+        rt = seams.current()
         run = _Run(run_id, key, rt)
         parent = runs.get(parent_run_id.int) if parent_run_id is not None else None
         if parent is not None:
@@ -415,7 +393,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             self._close(orphan, error, abandoned=True)
 
     # -- chains, tools, retrievers ---------------------------------------------------------
-    @_guard
+    @_internal.swallow_errors
     def on_chain_start(
         self,
         serialized: dict[str, Any] | None,
@@ -446,19 +424,19 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self._start_span(run, parent_ctx, span_name, operation, SpanKind.INTERNAL, extra)
         self._activate(run, parent_ctx)
 
-    @_guard
+    @_internal.swallow_errors
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is not None:
             self._close(run)
 
-    @_guard
+    @_internal.swallow_errors
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is not None:
             self._close(run, error)
 
-    @_guard
+    @_internal.swallow_errors
     def on_tool_start(
         self,
         serialized: dict[str, Any] | None,
@@ -482,7 +460,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self._start_span(run, parent_ctx, common.span_name(sc.OP_EXECUTE_TOOL, name), sc.OP_EXECUTE_TOOL, SpanKind.INTERNAL, extra)
         self._activate(run, parent_ctx)
 
-    @_guard
+    @_internal.swallow_errors
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is None:
@@ -491,13 +469,13 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             run.span.set_attribute(TOOL_RESULT, extract.text_json(output))
         self._close(run)
 
-    @_guard
+    @_internal.swallow_errors
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is not None:
             self._close(run, error)
 
-    @_guard
+    @_internal.swallow_errors
     def on_retriever_start(
         self,
         serialized: dict[str, Any] | None,
@@ -520,7 +498,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         self._start_span(run, parent_ctx, common.span_name(sc.OP_RETRIEVAL, name), sc.OP_RETRIEVAL, SpanKind.INTERNAL, extra)
         self._activate(run, parent_ctx)
 
-    @_guard
+    @_internal.swallow_errors
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is None:
@@ -529,13 +507,13 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             run.span.set_attribute(RETRIEVED_DOCUMENTS, len(documents))
         self._close(run)
 
-    @_guard
+    @_internal.swallow_errors
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is not None:
             self._close(run, error)
 
-    @_guard
+    @_internal.swallow_errors
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.get(run_id.int)
         if run is not None and run.span is not None:
@@ -544,7 +522,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             run.span.add_event("retry", {"attempt": int(attempt)})
 
     # -- model calls -----------------------------------------------------------------------
-    @_guard
+    @_internal.swallow_errors
     def on_chat_model_start(
         self,
         serialized: dict[str, Any] | None,
@@ -560,7 +538,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             sc.OP_CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs, messages=messages[0] if messages else []
         )
 
-    @_guard
+    @_internal.swallow_errors
     def on_llm_start(
         self,
         serialized: dict[str, Any] | None,
@@ -632,7 +610,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
                     prompt_tokens=self._prompt_tokens(run, bound=True),
                     max_output_tokens=max_out,
                 )
-            except BaseException as e:
+            except BaseException as e:  # recorded on the span, then re-raised
                 # blocked (or the budget check failed): the model is not called, LangChain
                 # sends no end callback for this run, so its span ends here
                 self._unregister(run)
@@ -669,7 +647,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
             run.prompt_count = n
         return n
 
-    @_guard
+    @_internal.swallow_errors
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.get(run_id.int)
         if run is None or not token:
@@ -680,7 +658,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         # kept for an estimate if the stream is abandoned before its usage arrives
         run.pieces.append(token if isinstance(token, str) else tokens.text_of(token))  # type: ignore[union-attr]
 
-    @_guard
+    @_internal.swallow_errors
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is None:
@@ -691,7 +669,7 @@ class TokentrailCallbackHandler(BaseCallbackHandler):
         finally:  # the span ends even if settling failed: a span never ended is a lost cost
             self._close(run)
 
-    @_guard
+    @_internal.swallow_errors
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._take(run_id)
         if run is None:

@@ -95,7 +95,7 @@ def detach(ctx: Context, token: object) -> None:
             _RUNTIME.detach(token)
         else:  # pragma: no cover - other OTel runtimes
             otel_context.detach(token)  # type: ignore[arg-type]
-    except Exception:
+    except Exception:  # a token from another Context: handled below
         # a copy of the Context that attached it (the token belongs to the original):
         # attaching the previous context restores the same value here
         link = _link(ctx)

@@ -25,8 +25,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from types import AsyncGeneratorType, FrameType, GeneratorType
@@ -40,14 +39,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field
 
+from ... import _internal
 from ... import context as tt_context
-from ... import runtime as tt_runtime
 from ... import semconv as sc
 from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...tokens import count_tokens
 from ...usage import Usage, from_mapping
-from .. import common, spans
+from .. import common, seams, spans
 from . import _classify as cl
 from . import _content as ct
 from . import _usage as lu
@@ -78,7 +77,7 @@ def _detach(token: object) -> None:
             _runtime_context.detach(token)  # type: ignore[arg-type]
         else:  # pragma: no cover - every SDK we support has it
             otel_context.detach(token)  # type: ignore[arg-type]
-    except Exception:
+    except Exception:  # a reset from another context: nothing to undo
         pass
 
 
@@ -91,7 +90,7 @@ def _model_of(instance: Any) -> str | None:
             return None if v == "unknown" else v
     try:
         v = instance.metadata.model_name
-    except Exception:
+    except Exception:  # the LLM's own metadata may raise for a model it does not know
         return None
     return v if isinstance(v, str) and v and v != "unknown" else None
 
@@ -151,7 +150,7 @@ class _Span:
     id: str
     otel: trace.Span
     ctx: otel_context.Context
-    rt: tt_runtime.Tokentrail
+    rt: seams.Recorder
     kind: int
     operation: str
     instance_id: int
@@ -193,30 +192,7 @@ class _Alias:
         self.instance_id = instance_id
 
 
-class Errors:
-    """Internal errors seen in handlers. LlamaIndex swallows whatever a handler raises, so they
-    are logged here and kept (the last few) for tests to assert on."""
-
-    def __init__(self) -> None:
-        self.seen: list[BaseException] = []
-        self.count = 0
-
-    def record(self, error: Exception, what: str) -> None:
-        self.count += 1
-        if len(self.seen) < 50:
-            self.seen.append(error)
-        logger.error("tokentrail internal error in llamaindex %s (your program continues)", what, exc_info=error)
-
-    @contextmanager
-    def guard(self, what: str) -> Iterator[None]:
-        """For cold paths; hot paths inline the same try/except (a generator-based context
-        manager costs ~1.5 µs, and LlamaIndex makes ~40 handler calls per query)."""
-        try:
-            yield
-        except BudgetExceeded:
-            raise
-        except Exception as e:
-            self.record(e, what)
+Errors = _internal.ErrorLog  # LlamaIndex swallows what a handler raises: errors are kept for tests
 
 
 class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
@@ -326,7 +302,7 @@ class TokentrailSpanHandler(BaseSpanHandler[Any]):  # type: ignore[type-var]
         if kind.kind == cl.K_LLM and parent is not None and parent.kind == cl.K_LLM:
             self._demote(parent)
 
-        rt = tt_runtime.get()
+        rt = seams.current()
         s = _Span()
         s.id = id_
         s.rt = rt
@@ -786,7 +762,7 @@ def _when(s: _Span) -> datetime:
 def _tool_name(instance: Any) -> str | None:
     try:
         name = instance.metadata.name
-    except Exception:
+    except Exception:  # a user object's metadata may raise
         return None
     return name if isinstance(name, str) and name else None
 

@@ -1,22 +1,39 @@
-"""Internal error handling: telemetry must never break the user's program.
-
-Like logfire, an internal error is logged and swallowed, except under pytest, where it is
-re-raised so tests see it. BudgetExceeded is the one exception that is meant for the user.
-"""
+"""tokentrail's internals shared by every layer: the one internal-error guard (guard.py), the
+one lazy-import helper for optional integrations (`optional`, `missing_extra`), fork hooks."""
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from .errors import BudgetExceeded, MissingExtra
+from ..errors import MissingExtra
+from .guard import (
+    ErrorLog,
+    handle_internal_error,
+    internal_errors,
+    log_internal_error,
+    logger,
+    reraise,
+    swallow_errors,
+)
 
-logger = logging.getLogger("tokentrail")
+__all__ = [
+    "OPTIONAL",
+    "ErrorLog",
+    "handle_internal_error",
+    "internal_errors",
+    "log_internal_error",
+    "logger",
+    "missing_extra",
+    "on_fork_in_child",
+    "optional",
+    "reraise",
+    "swallow_errors",
+]
+
 
 # optional packages by import name: (distribution, the tokentrail extra that installs it)
 OPTIONAL: dict[str, tuple[str, str]] = {
@@ -51,40 +68,6 @@ def optional(what: str) -> Iterator[None]:
         if err is None:
             raise
         raise err from None
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _reraise() -> bool:
-    flag = os.environ.get("TOKENTRAIL_RAISE_INTERNAL_ERRORS")
-    if flag is not None:
-        return flag.lower() in ("1", "true", "yes")
-    return "PYTEST_CURRENT_TEST" in os.environ
-
-
-@contextmanager
-def internal_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except BudgetExceeded:
-        raise
-    except Exception:
-        if _reraise():
-            raise
-        logger.exception("tokentrail internal error in %s (your program continues)", what)
-
-
-def swallow_errors(func: F) -> F:
-    """Decorator form of internal_errors, for callback methods."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with internal_errors(func.__qualname__):
-            return func(*args, **kwargs)
-        return None
-
-    return wrapper  # type: ignore[return-value]
-
 
 T = TypeVar("T")
 
