@@ -53,6 +53,8 @@ def configure(
     webhook_url: str | None = None,
     retention_days: int | None = None,
     cluster: str | None = None,
+    budget_backend: str | None = None,
+    budget_reservation_seconds: float | None = None,
     config_file: str | None = None,
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
@@ -73,6 +75,8 @@ def configure(
         webhook_url=webhook_url,
         retention_days=retention_days,
         cluster=cluster,
+        budget_backend=budget_backend,
+        budget_reservation_seconds=budget_reservation_seconds,
     )
     _warm_up(rt)
     return rt

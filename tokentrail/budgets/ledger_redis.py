@@ -51,7 +51,7 @@ local function purge(slot, res, now)
 end
 """.replace("@B@", str(BUCKETS))
 
-# KEYS: slot, res per item. ARGV: now_ms, expires_ms, rid, then per item: limit, block, amount, rolling_ms, expire_at_ms
+# KEYS: slot, res per item. ARGV: now_ms, expires_ms, rid, then per item: limit, block, amount, rolling_ms, expire_in_ms
 _RESERVE = _COMMON + """
 local now, exp, rid = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local n = #KEYS / 2
@@ -71,14 +71,14 @@ for i = 1, n do
     redis.call('ZADD', res, exp, rid .. ':' .. i .. ':' .. amount)
   end
   if ARGV[o+5] ~= '0' then
-    redis.call('PEXPIREAT', slot, ARGV[o+5])
-    redis.call('PEXPIREAT', res, ARGV[o+5])
+    redis.call('PEXPIRE', slot, ARGV[o+5])
+    redis.call('PEXPIRE', res, ARGV[o+5])
   end
 end
 return {0, 0}
 """
 
-# ARGV: now_ms, rid, then per item: reserved, rolling_ms, expire_at_ms, cost, thresholds (n, t1..tn)
+# ARGV: now_ms, rid, then per item: reserved, rolling_ms, expire_in_ms, cost, thresholds (n, t1..tn)
 _SETTLE = _COMMON + """
 local now, rid = tonumber(ARGV[1]), ARGV[2]
 local out = {}
@@ -99,10 +99,10 @@ for i = 1, #KEYS / 2 do
       local cur = math.floor(now / width)
       redis.call('HINCRBY', slot, 'b' .. cur, cost)
       redis.call('HDEL', slot, 'b' .. (cur - @B@ - 1))
-      expire_at = tostring(math.floor(now + 2 * rolling))
+      expire_at = tostring(math.floor(2 * rolling))
     end
   end
-  if expire_at ~= '0' then redis.call('PEXPIREAT', slot, expire_at) end
+  if expire_at ~= '0' then redis.call('PEXPIRE', slot, expire_at) end
   local s = spent(slot, rolling, now)
   local before = tonumber(redis.call('HGET', slot, 'fired') or '0')
   local fired = before
@@ -131,11 +131,11 @@ end
 return 0
 """
 
-# KEYS: slot. ARGV: floor, replace (1 for rolling windows), expire_at_ms
+# KEYS: slot. ARGV: floor, replace (1 for rolling windows), expire_in_ms
 _FLOOR = """
 local old = tonumber(redis.call('HGET', KEYS[1], 'floor') or '0')
 if ARGV[2] == '1' or tonumber(ARGV[1]) > old then redis.call('HSET', KEYS[1], 'floor', ARGV[1]) end
-if ARGV[3] ~= '0' then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
+if ARGV[3] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 0
 """
 
@@ -186,9 +186,10 @@ class RedisLedger:
         return base, base + ":res"
 
     @staticmethod
-    def _expire_at(item: Any) -> int:
-        # calendar periods are kept a week past their end; total forever; rolling by settle
-        return 0 if item.rolling_ns or item.hi >= 2**62 else item.hi // _MS + _WEEK_MS
+    def _expire_at(item: Any, now: int) -> int:
+        """Milliseconds the instance's keys live (relative: Redis's clock is not the caller's):
+        calendar periods a week past their end; total forever (0); rolling set by settle."""
+        return 0 if item.rolling_ns or item.hi >= 2**62 else max(item.hi - now, 0) // _MS + _WEEK_MS
 
     def reserve(self, items: list[Any], amounts: list[int], now: int, expires: int) -> str:
         rid = f"{self._me}-{os.getpid()}-{next(self._ids)}"
@@ -196,7 +197,7 @@ class RedisLedger:
         args: list[Any] = [now // _MS, expires // _MS, rid]
         for it, amount in zip(items, amounts, strict=True):
             keys.extend(self._keys(it))
-            args.extend((it.limit_n, 1 if it.block else 0, amount, it.rolling_ns // _MS, self._expire_at(it)))
+            args.extend((it.limit_n, 1 if it.block else 0, amount, it.rolling_ns // _MS, self._expire_at(it, now)))
         index, committed = self._reserve(keys=keys, args=args)
         if index:
             from .ledger import Refused
@@ -209,7 +210,7 @@ class RedisLedger:
         args: list[Any] = [now // _MS, handle]
         for it, amount, cost in zip(items, amounts, costs, strict=True):
             keys.extend(self._keys(it))
-            args.extend((amount, it.rolling_ns // _MS, self._expire_at(it), cost, len(it.thresholds_n), *it.thresholds_n))
+            args.extend((amount, it.rolling_ns // _MS, self._expire_at(it, now), cost, len(it.thresholds_n), *it.thresholds_n))
         flat = [int(v) for v in self._settle(keys=keys, args=args)]
         return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
 
@@ -220,7 +221,7 @@ class RedisLedger:
         self._release(keys=keys, args=[handle, *amounts])
 
     def set_floor(self, item: Any, n: int, now: int) -> None:
-        self._floor(keys=[self._keys(item)[0]], args=[n, 1 if item.rolling_ns else 0, self._expire_at(item)])
+        self._floor(keys=[self._keys(item)[0]], args=[n, 1 if item.rolling_ns else 0, self._expire_at(item, now)])
 
     def figures(self, item: Any, now: int) -> tuple[int, int]:
         spent, reserved, _ = self._figures(keys=list(self._keys(item)), args=[now // _MS, item.rolling_ns // _MS])
