@@ -7,7 +7,8 @@ SQLite write transaction costs tens of µs and a call needs two. Nothing is fsyn
 ledger guards against concurrent processes, not power loss (the store keeps the record).
 
 Layout (little-endian): a 64-byte header, SLOTS slots of SLOT_SIZE bytes (open addressing on
-the 16-byte key), RESERVATIONS entries of 32 bytes (one per budget a call reserved in).
+the 16-byte key), RESERVATIONS entries of ENTRY_SIZE bytes: one per call (a call in more than
+PER_ENTRY budgets takes several), its pid, expiry and (slot, period, amount) per budget.
 `FileLedger(None)` is the same ledger in anonymous memory: this process only.
 """
 
@@ -27,23 +28,29 @@ from .ledger import BUCKETS, Refused
 __all__ = ["FileLedger", "LedgerFull"]
 
 MAGIC = b"TTLEDG01"
-SLOTS = 8192
+SLOTS = 65536  # budget instances (budget x scope value) alive at once; ~23 MB sparse
 RESERVATIONS = 16384
 _HEAD = struct.Struct("<8sIIqqq")  # magic, slots, reservations, cursor, high water, min expiry
 _SLOT = struct.Struct("<16sqqqqqqq")  # key, window, hi, spent, reserved, floor, fired, rolling_ns
 _BUCKET = struct.Struct("<qq")  # bucket id, amount
-_RES = struct.Struct("<iiqqq")  # slot + 1 (0 = free), pid, amount, expires, window
+_RES = struct.Struct("<iiq")  # items (0 = free), pid, expires
+_ITEM = struct.Struct("<qqq")  # slot, window, amount
+PER_ENTRY = 6
+ENTRY_SIZE = _RES.size + PER_ENTRY * _ITEM.size
 NB = BUCKETS + 1
 SLOT_SIZE = 80 + NB * _BUCKET.size
 HEAD_SIZE = 64
 SLOTS_AT = HEAD_SIZE
 RES_AT = SLOTS_AT + SLOTS * SLOT_SIZE
-SIZE = RES_AT + RESERVATIONS * _RES.size
+SIZE = RES_AT + RESERVATIONS * ENTRY_SIZE
 _EMPTY = bytes(16)
 _NEVER = 2**62
 # field offsets inside a slot
 _WINDOW, _HI, _SPENT, _RESERVED, _FLOOR, _FIRED, _ROLLING = 16, 24, 32, 40, 48, 56, 64
 _Q = struct.Struct("<q")
+_I32 = struct.Struct("<i")
+_KEY_WINDOW = struct.Struct("<16sq")
+_CURSORS = struct.Struct("<qqq")
 _DEAD_CHECK_S = 0.5
 
 
@@ -122,7 +129,10 @@ class FileLedger:
         i = item.slot
         if i >= 0:
             off = SLOTS_AT + i * SLOT_SIZE
-            if mm[off : off + 16] != item.lkey:
+            key, window = _KEY_WINDOW.unpack_from(mm, off)
+            if key == item.lkey and (window == item.window_key or item.rolling_ns):
+                return off  # the common case: cached, same period
+            if key != item.lkey:
                 i = -1  # reused by another budget since (its period ended)
         if i < 0:
             i = self._find(item, now)
@@ -207,53 +217,66 @@ class FileLedger:
             self._unlock()
 
     def _check(self, items: list[Any], amounts: list[int], offs: list[int], now: int) -> None:
-        unpack = _Q.unpack_from
         mm = self._mm
+        unpack = _SLOT.unpack_from
         for n, it in enumerate(items):
             if it.block:
-                committed = self._spent(offs[n], it.rolling_ns, now) + unpack(mm, offs[n] + _RESERVED)[0]
+                off = offs[n]
+                if it.rolling_ns:
+                    committed = self._spent(off, it.rolling_ns, now) + _Q.unpack_from(mm, off + _RESERVED)[0]
+                else:
+                    _, _, _, spent, reserved, floor, _, _ = unpack(mm, off)
+                    committed = (spent if spent >= floor else floor) + reserved
                 if amounts[n] > it.limit_n - committed:
                     raise Refused(n, committed)
 
     def _take(self, items: list[Any], amounts: list[int], offs: list[int], expires: int) -> list[int]:
         mm = self._mm
-        cursor, high, min_exp = struct.unpack_from("<qqq", mm, 16)
+        cursor, high, min_exp = _CURSORS.unpack_from(mm, 16)
         pid = os.getpid()
+        held = [(offs[n], items[n].window_key, a) for n, a in enumerate(amounts) if a]
         entries: list[int] = []
-        for n, amount in enumerate(amounts):
-            if not amount:
-                entries.append(-1)
-                continue
+        q_unpack, q_pack, i32, item_pack = _Q.unpack_from, _Q.pack_into, _I32.unpack_from, _ITEM.pack_into
+        for c in range(0, len(held), PER_ENTRY):
+            chunk = held[c : c + PER_ENTRY]
             for _ in range(RESERVATIONS):
-                at = RES_AT + cursor * _RES.size
-                if not struct.unpack_from("<i", mm, at)[0]:
+                at = RES_AT + cursor * ENTRY_SIZE
+                if not i32(mm, at)[0]:
                     break
-                cursor = (cursor + 1) % RESERVATIONS
+                cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
             else:
                 for e in entries:  # give back what this call took: nothing reserved
-                    if e >= 0:
-                        self._free(e)
+                    self._free(e)
                 raise LedgerFull(f"the budget ledger {self.name} holds {RESERVATIONS} reservations")
-            slot = (offs[n] - SLOTS_AT) // SLOT_SIZE
-            _RES.pack_into(mm, at, slot + 1, pid, amount, expires, items[n].window_key)
-            self._add_reserved(offs[n], amount)
+            _RES.pack_into(mm, at, len(chunk), pid, expires)
+            at += _RES.size
+            for off, window, amount in chunk:
+                item_pack(mm, at, off, window, amount)
+                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] + amount)
+                at += _ITEM.size
             entries.append(cursor)
-            high = max(high, cursor + 1)
-            cursor = (cursor + 1) % RESERVATIONS
-        struct.pack_into("<qqq", mm, 16, cursor, high, min(min_exp, expires))
+            if cursor >= high:
+                high = cursor + 1
+            cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
+        _CURSORS.pack_into(mm, 16, cursor, high, min_exp if min_exp <= expires else expires)
         return entries
 
     def _free(self, e: int) -> bool:
         """Free entry `e`; True when it still held money (not expired or swept)."""
         mm = self._mm
-        at = RES_AT + e * _RES.size
-        slot1, _, amount, _, window = _RES.unpack_from(mm, at)
-        if not slot1:
+        at = RES_AT + e * ENTRY_SIZE
+        count = _I32.unpack_from(mm, at)[0]
+        if not count:
             return False
-        _RES.pack_into(mm, at, 0, 0, 0, 0, 0)
-        off = SLOTS_AT + (slot1 - 1) * SLOT_SIZE
-        if _Q.unpack_from(mm, off + _WINDOW)[0] == window or _Q.unpack_from(mm, off + _ROLLING)[0]:
-            self._add_reserved(off, -amount)  # (a slot that rolled on has its reserved reset)
+        _I32.pack_into(mm, at, 0)
+        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
+        at += _RES.size
+        for _ in range(count):
+            off, window, amount = _ITEM.unpack_from(mm, at)
+            # a slot that rolled into a new period had its reserved reset
+            if q_unpack(mm, off + _WINDOW)[0] == window or q_unpack(mm, off + _ROLLING)[0]:
+                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] - amount)
+            at += _ITEM.size
         return True
 
     def _sweep(self, now: int) -> bool:
@@ -269,8 +292,8 @@ class FileLedger:
         freed = False
         new_min = _NEVER
         for e in range(high):
-            slot1, pid, amount, expires, _ = _RES.unpack_from(mm, RES_AT + e * _RES.size)
-            if not slot1:
+            count, pid, expires = _RES.unpack_from(mm, RES_AT + e * ENTRY_SIZE)
+            if not count:
                 continue
             dead = False
             if check_dead:
@@ -287,26 +310,36 @@ class FileLedger:
     def settle(self, handle: list[int], items: list[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
         out: list[tuple[int, int, int]] = []
         mm = self._mm
+        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
         self._lock()
         try:
+            for e in handle:
+                self._free(e)
             for n, it in enumerate(items):
-                if handle[n] >= 0:
-                    self._free(handle[n])
                 off = self._slot(it, now)
                 cost = costs[n]
-                if cost and (it.rolling_ns or _Q.unpack_from(mm, off + _WINDOW)[0] == it.window_key):
-                    self._add_spent(off, it.rolling_ns, cost, now)
-                spent = self._spent(off, it.rolling_ns, now)
-                fired = before = _Q.unpack_from(mm, off + _FIRED)[0]
                 th = it.thresholds_n
-                if it.rolling_ns:  # no period to reset: re-arm below a threshold
-                    while fired > 0 and spent < th[fired - 1]:
+                if not it.rolling_ns:
+                    _, window, _, spent, _, floor, fired, _ = _SLOT.unpack_from(mm, off)
+                    if cost and window == it.window_key:
+                        spent += cost
+                        q_pack(mm, off + _SPENT, spent)
+                    if floor > spent:
+                        spent = floor
+                    before = fired
+                else:
+                    if cost:
+                        self._add_spent(off, it.rolling_ns, cost, now)
+                    spent = self._spent(off, it.rolling_ns, now)
+                    fired = q_unpack(mm, off + _FIRED)[0]
+                    while fired > 0 and spent < th[fired - 1]:  # no period to reset: re-arm
                         fired -= 1
-                    before = min(before, fired)
-                while fired < len(th) and spent >= th[fired]:
-                    fired += 1
-                if fired != before or fired != _Q.unpack_from(mm, off + _FIRED)[0]:
-                    _Q.pack_into(mm, off + _FIRED, fired)
+                    before = fired
+                    q_pack(mm, off + _FIRED, fired)
+                if fired < len(th) and spent >= th[fired]:
+                    while fired < len(th) and spent >= th[fired]:
+                        fired += 1
+                    q_pack(mm, off + _FIRED, fired)
                 out.append((spent, before, fired))
         finally:
             self._unlock()
@@ -316,8 +349,7 @@ class FileLedger:
         self._lock()
         try:
             for e in handle:
-                if e >= 0:
-                    self._free(e)
+                self._free(e)
         finally:
             self._unlock()
 

@@ -38,6 +38,7 @@ from .alerts import BLOCK, UNPRICED, BudgetEvent, WebhookSender
 from .events import Events
 from .instances import C, Inst, Matcher, Reservation, dec, nanos
 from .ledger import Refused, open_ledger, reservation_ns, slot_key
+from .ledger_file import LedgerFull
 from .model import CompiledBudget, compile_budget
 from .periods import CALENDAR, NS, ROLLING, Window, window
 from .refresh import Background
@@ -266,6 +267,10 @@ class BudgetManager(Events, Background):
         items = list(insts)
         try:
             handle = self._ledger.reserve(items, amounts, now, now + self._ttl)
+        except LedgerFull as e:
+            # never break the user's program: the call goes through uncounted, said loudly
+            logger.error("tokentrail: %s; this call is not counted against its budgets", e)
+            return Reservation([(inst, 0, lo) for inst, lo in zip(insts, los, strict=True)], None, None, now, model)
         except Refused as r:
             inst = items[r.index]
             with self._lock:
