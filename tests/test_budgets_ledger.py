@@ -43,7 +43,7 @@ WORKER = textwrap.dedent(
         prices={"m-out": {"input_per_mtok": 0, "output_per_mtok": 3000}},
         budgets=[Budget(name="hard", limit_usd=limit, period="month")],
     )
-    rt.clock = lambda: %d
+    rt.clock = lambda: {T}
     m = rt.budgets
     m._ready_event.wait(10)
     counts = [0] * 4
@@ -67,8 +67,7 @@ WORKER = textwrap.dedent(
     for t in threads: t.join()
     print(sum(counts), m.spent("hard"), m.reserved_usd("hard"))
     tokentrail.shutdown()
-    """
-    % T
+    """.replace("{T}", str(T))
 )
 
 
@@ -155,14 +154,13 @@ HOLDER = textwrap.dedent(
         prices={"m-out": {"input_per_mtok": 0, "output_per_mtok": 3000}},
         budgets=[Budget(name="hard", limit_usd="0.3", period="month")],
     )
-    rt.clock = lambda: %d
+    rt.clock = lambda: {T}
     m = rt.budgets
     m._ready_event.wait(10)
     r = m.reserve(Attribution(project="shop"), model="m-out", provider=None, prompt_tokens=0, max_output_tokens=100)
     print("reserved", flush=True)
     time.sleep(600)  # the model call that never returns: SIGKILLed here
-    """
-    % T
+    """.replace("{T}", str(T))
 )
 
 

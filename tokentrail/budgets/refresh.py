@@ -53,6 +53,23 @@ class Background:
     _store_windows: dict[int, int]
     _fingerprints: list[str]
     _snapshot_path: Any
+    _thread: threading.Thread | None
+    _stop: threading.Event
+    _wake: threading.Event
+    _ready_event: threading.Event
+    _ready: bool
+    _refresh_lock: threading.Lock
+    _drain_lock: threading.Lock
+    _events: list[Any]
+    _webhooks: WebhookSender
+    _refresh_failed: bool
+    _no_store: bool
+
+    def _check_periods(self) -> None:  # Events has it (first in BudgetManager's bases)
+        raise NotImplementedError
+
+    def _drain(self) -> int:
+        raise NotImplementedError
 
     def _start_thread(self) -> None:
         self._thread = threading.Thread(target=self._run, name="tokentrail-budgets", daemon=True)
