@@ -10,8 +10,8 @@ from typing import Any
 
 from ..errors import format_usd as usd
 from . import alerts
-from .alerts import RESET, WARN, BudgetEvent, WebhookSender
-from .instances import Inst
+from .alerts import FORECAST, RESET, WARN, BudgetEvent, WebhookSender
+from .instances import Inst, dec
 from .model import CompiledBudget
 from .periods import CALENDAR, NS, ROLLING, Window, _zone, window
 
@@ -19,7 +19,7 @@ __all__ = ["Events"]
 
 ZERO = Decimal(0)
 _MAX = 2**63
-_BLOCK_REALERT_NS = 3600 * NS  # rolling/total budgets have no period: re-alert a block hourly
+_DAY_NS = 86400 * NS
 
 
 class Events:
@@ -74,6 +74,29 @@ class Events:
         )
         self._events.append((cb, ev))
         self._wake.set()
+
+    def _check_forecast(self, inst: Inst, now: int) -> None:
+        """A calendar budget whose spend, at the period's rate so far, reaches the limit before
+        the period ends: one `forecast` alert per period with the projected date. Not before a
+        tenth of the period (at most a day) has passed: a first call's rate is no trend."""
+        spent, limit = inst.spent_n, inst.limit_n
+        elapsed, length = now - inst.lo, inst.hi - inst.lo
+        if spent <= 0 or spent >= limit or elapsed < min(length // 10, _DAY_NS) or spent * length < limit * elapsed:
+            return
+        inst.forecast_alerted = True
+        cb = inst.cb
+        projected = dec(spent * length // elapsed)
+        at = datetime.fromtimestamp((inst.lo + limit * elapsed // spent) / NS, tz=_zone(cb.budget.timezone))
+        self._event(
+            inst,
+            FORECAST,
+            now,
+            estimated=projected,
+            message=f"budget {self._label(inst)} is forecast to reach its ${usd(cb.limit)} limit on "
+            f"{at:%Y-%m-%d %H:%M %Z} (${usd(projected)} by the end of this {cb.budget.period} at the rate so far; "
+            f"${usd(inst.spent)} spent)",
+            eid=alerts.event_id(cb.budget.name, inst.scope_value, FORECAST, self._period_start_ns(inst, now)),
+        )
 
     @staticmethod
     def _label(inst: Inst) -> str:

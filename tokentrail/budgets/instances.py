@@ -50,6 +50,7 @@ class Inst:
         "spent_n",
         "unpriced_models",
         "block_alerted_at",
+        "forecast_alerted",
     )
 
     def __init__(self, cb: CompiledBudget, key: tuple[str, ...], lkey: bytes, rolling_ns: int) -> None:
@@ -67,6 +68,7 @@ class Inst:
         self.spent_n = 0  # the ledger's figure at this process's last look
         self.unpriced_models: set[str] = set()
         self.block_alerted_at: int | None = None
+        self.forecast_alerted = False
 
     @property
     def spent(self) -> Decimal:

@@ -200,6 +200,7 @@ class BudgetManager(Events, Background):
         inst.spent_n = 0
         inst.unpriced_models = set()
         inst.block_alerted_at = None
+        inst.forecast_alerted = False
         if self._store_windows.get(cb.index) == inst.window_key:
             return self._store.get((cb.index, inst.key), 0)
         return None
@@ -308,6 +309,8 @@ class BudgetManager(Events, Background):
                 inst.spent_n = spent
                 if after > before:
                     self._fire_thresholds(inst, before, after, reservation.at_ns)
+                if not inst.forecast_alerted and inst.hi < _MAX:
+                    self._check_forecast(inst, reservation.at_ns)
 
     def release(self, reservation: Reservation) -> None:
         """The call failed before any usage was known: give its reservation back."""
