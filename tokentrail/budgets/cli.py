@@ -63,7 +63,7 @@ def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Ta
             f"${fmt_usd(s.spent_usd)}",
             f"${fmt_usd(s.limit_usd)}",
             f"[{_STATE_STYLE[s.state]}]{used}[/]",
-            "-" if s.forecast_usd is None else f"${fmt_usd(s.forecast_usd)}" + (" !" if s.forecast_over else ""),
+            "-" if s.forecast_usd is None else f"${fmt_usd(s.forecast_usd)}" + (" (over)" if s.forecast_over else ""),
             _runs_out(s, tz),
             s.action,
         )
