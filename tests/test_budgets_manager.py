@@ -258,13 +258,18 @@ def test_per_user_budget_keeps_users_apart(make: Any) -> None:
         call(rt, Attribution(project="shop", user_id="bob"))
 
 
+def _no_forecast(into: list[BudgetEvent]) -> Callable[[BudgetEvent], None]:
+    """An alert handler keeping all but `forecast` alerts (tested on their own)."""
+    return lambda e: None if e.event == "forecast" else into.append(e)
+
+
 def test_thresholds_fire_once_each(make: Any) -> None:
     got: list[BudgetEvent] = []
     global_got: list[BudgetEvent] = []
-    remove = add_alert_handler(global_got.append)
+    remove = add_alert_handler(_no_forecast(global_got))
     try:
         clock = Clock()
-        rt = make(Budget(name="w", limit_usd=3, period="day", warn_at=(0.25, 0.5), on_alert=got.append), clock=clock)
+        rt = make(Budget(name="w", limit_usd=3, period="day", warn_at=(0.25, 0.5), on_alert=_no_forecast(got)), clock=clock)
         m = mgr(rt)
         for _ in range(10):  # $3.00 in $0.30 steps: 25% after $0.90, 50% after $1.50, 100% at $3.00
             call(rt)
@@ -282,7 +287,7 @@ def test_thresholds_fire_once_each(make: Any) -> None:
         rt.flush()
         assert [e.event for e in got] == ["warn", "warn", "warn", "block"]  # 2 blocks, 1 alert
         # a restarted process does not alert again for this period
-        rt2 = make(Budget(name="w", limit_usd=3, period="day", warn_at=(0.25, 0.5), on_alert=got.append), clock=clock)
+        rt2 = make(Budget(name="w", limit_usd=3, period="day", warn_at=(0.25, 0.5), on_alert=_no_forecast(got)), clock=clock)
         mgr(rt2).flush()
         with pytest.raises(BudgetExceeded):
             call(rt2)
@@ -348,7 +353,9 @@ def test_rolling_window(make: Any) -> None:
     assert m.refresh()
     with pytest.raises(BudgetExceeded):
         call(rt)
-    clock.advance(3600 + 1)  # the first call leaves the window
+    # the first call leaves the window: the ledger keeps a rolling window in 16 buckets and counts
+    # the oldest one whole (a window up to 1/16 longer, the safe direction): 1.5 h buckets here
+    clock.advance(2.5 * 3600 + 1)
     assert m.refresh()
     assert m.spent("r") == Decimal("0.3")
     call(rt)
@@ -526,9 +533,9 @@ def test_refresh_keeps_spend_the_store_does_not_hold_yet(make: Any, monkeypatch:
     assert m.spent("b") == Decimal("0.6")
 
 
-def test_spend_settled_without_a_span_end_is_kept_one_refresh_longer(make: Any) -> None:
-    """Direct use of the manager (no span ends after the settle): the spend cannot be matched
-    to a flushed span, so it counts until one refresh after the next (the safe direction)."""
+def test_spend_settled_without_a_span_is_kept_by_the_ledger(make: Any) -> None:
+    """Direct use of the manager (no span): the store never sees the spend, the ledger keeps it
+    (the store's figure is only a floor)."""
     rt = make(Budget(name="b", limit_usd=10))
     m = mgr(rt)
     r = m.reserve(SHOP, model="m-out", provider=None, prompt_tokens=0, max_output_tokens=100)
@@ -537,7 +544,7 @@ def test_spend_settled_without_a_span_end_is_kept_one_refresh_longer(make: Any) 
     assert m.refresh()
     assert m.spent("b") == Decimal("0.3")  # no span in the store, still counted
     assert m.refresh()
-    assert m.spent("b") == 0  # the store is the record: no span, no spend
+    assert m.spent("b") == Decimal("0.3")
 
 
 def test_failed_refresh_keeps_local_spend(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -614,3 +621,23 @@ def test_forked_worker_keeps_enforcing(tt_home: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines() == ["(True, True, True, True) 0", "True 0.600000000"]
+
+
+def test_forecast_alert_fires_once_per_period_with_the_projected_date(make: Any) -> None:
+    """$0.30 a call on a $6 month budget, on March 10 (9 of 31 days gone): the 6th call makes
+    $1.80, a rate that projects $6.20 by the month's end and the limit on March 31. One
+    `forecast` alert for the period, not one per call after it."""
+    clock = Clock()
+    clock.set("2026-03-10T00:00:00")
+    rt = make(Budget(name="monthly", limit_usd=6, period="month", warn_at=()), clock=clock)
+    for _ in range(5):
+        call(rt)
+    assert not [r for r in store_events(rt) if r["event"] == "forecast"]  # $1.50: $5.17 projected
+    for _ in range(3):
+        call(rt)
+    rows = [r for r in store_events(rt) if r["event"] == "forecast"]
+    assert len(rows) == 1
+    (row,) = rows
+    assert row["estimated_cost_usd"] == Decimal("6.2")
+    assert row["spent_usd"] == Decimal("1.8")
+    assert "forecast to reach its $6.00 limit on 2026-03-31 00:00 UTC" in row["message"]

@@ -31,6 +31,7 @@ from tokentrail import semconv as sc
 from tokentrail.context import Attribution
 from tokentrail.dashboard import APP_PATH, PASSWORD_ENV, fmt
 from tokentrail.dashboard import data as dash_data
+from tokentrail.errors import format_usd
 from tokentrail.instrumentation.common import record_error, record_usage, start_attributes
 from tokentrail.pricing import PriceBook
 from tokentrail.store import open_store
@@ -374,7 +375,11 @@ def test_budgets_page(tt_home: Path, store_now: datetime) -> None:
         summary = at.dataframe[0].value
         assert list(summary["budget"]) == ["search-team", "search-ny-day"]
         assert list(summary["spent_usd"]) == [month, day]
-        assert list(summary["forecast_usd"]) == [forecast(month, month_start, month_end), forecast(day, day_start, day_end)]
+        # shown as the CLI shows it; an empty cell is a dash, never "None"
+        expected = [forecast(month, month_start, month_end), forecast(day, day_start, day_end)]
+        assert list(summary["forecast_usd"]) == [f"${format_usd(f)}" for f in expected]
+        assert list(summary["forecast"]) == ["over the limit" if f >= lim and s < lim else "-" for f, s, lim in zip(expected, (month, day), (Decimal("0.01"), Decimal(1)), strict=True)]
+        assert "None" not in summary.astype(str).to_string()
         events = at.dataframe[1].value
         assert list(events["message"]) == ["search-team reached 50%"]
         assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")

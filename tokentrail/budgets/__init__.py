@@ -18,7 +18,8 @@ from .periods import PERIODS
 
 if TYPE_CHECKING:
     from .alerts import BudgetEvent, add_alert_handler
-    from .manager import BudgetManager, Reservation
+    from .instances import Reservation
+    from .manager import BudgetManager
     from .status import BudgetStatus, burndown, recent_events
     from .status import status as budget_status
 
@@ -45,7 +46,7 @@ _LAZY = {
     "BudgetEvent": ("alerts", "BudgetEvent"),
     "add_alert_handler": ("alerts", "add_alert_handler"),
     "BudgetManager": ("manager", "BudgetManager"),
-    "Reservation": ("manager", "Reservation"),
+    "Reservation": ("instances", "Reservation"),
     "BudgetStatus": ("status", "BudgetStatus"),
     "budget_status": ("status", "status"),
     "burndown": ("status", "burndown"),

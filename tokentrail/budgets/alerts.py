@@ -35,8 +35,8 @@ __all__ = [
 
 logger = logging.getLogger("tokentrail.budgets")
 
-WARN, BLOCK, RESET, UNPRICED = "warn", "block", "reset", "unpriced"
-EVENTS = (WARN, BLOCK, RESET, UNPRICED)
+WARN, BLOCK, RESET, UNPRICED, FORECAST = "warn", "block", "reset", "unpriced", "forecast"
+EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST)
 _Q = Decimal("0.000000001")
 
 
@@ -46,7 +46,10 @@ class BudgetEvent:
 
     event: `warn` (spend reached `threshold` of the limit; 1.0 = the limit), `block` (a call
     was refused), `reset` (a new calendar period started), `unpriced` (a call to a model with
-    no price went through uncounted, or was refused when the budget says unpriced="block").
+    no price went through uncounted, or was refused when the budget says unpriced="block"),
+    `forecast` (at the period's rate so far, spend reaches the limit before the period ends:
+    once per period; estimated_cost_usd is the projected period-end spend, the message names
+    the projected date).
     event_id: for once-per-period events (warn, reset) it is derived from budget, scope value,
     period and threshold, so rows written by several processes for the same alert share it.
     """

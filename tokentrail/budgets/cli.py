@@ -19,7 +19,7 @@ _STATE_STYLE = {"ok": "green", "warning": "yellow", "exceeded": "bold red"}
 
 def _when(d: datetime | None, tz: str) -> str:
     if d is None:
-        return ""
+        return "-"
     from .periods import _zone
 
     return d.astimezone(_zone(tz)).strftime("%Y-%m-%d %H:%M")
@@ -63,7 +63,7 @@ def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Ta
             f"${fmt_usd(s.spent_usd)}",
             f"${fmt_usd(s.limit_usd)}",
             f"[{_STATE_STYLE[s.state]}]{used}[/]",
-            "" if s.forecast_usd is None else f"${fmt_usd(s.forecast_usd)}",
+            "-" if s.forecast_usd is None else f"${fmt_usd(s.forecast_usd)}" + (" (over)" if s.forecast_over else ""),
             _runs_out(s, tz),
             s.action,
         )

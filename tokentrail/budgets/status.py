@@ -50,6 +50,11 @@ class BudgetStatus:
     state: str  # "ok" | "warning" (past the first warn_at) | "exceeded" (at or past the limit)
 
     @property
+    def forecast_over(self) -> bool:
+        """The forecast crosses the limit before the period ends (what the `forecast` alert says)."""
+        return self.forecast_usd is not None and self.forecast_usd >= self.limit_usd and self.state != "exceeded"
+
+    @property
     def remaining_usd(self) -> Decimal:
         return max(self.limit_usd - self.spent_usd, Decimal(0))
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from tokentrail.dashboard import charts, data, fmt, state, ui
+from tokentrail.errors import format_usd
 
 BUDGET_EXAMPLE = """\
 # tokentrail.toml
@@ -48,8 +49,10 @@ else:
                 "spent_usd": s.spent_usd,
                 "limit_usd": s.limit_usd,
                 "used_pct": min(s.used * 100, 100.0),
-                "forecast_usd": s.forecast_usd,
-                "runs_out": s.exhausts_at.replace(tzinfo=None) if s.exhausts_at else None,
+                # empty cells read as a dash, not "None"
+                "forecast_usd": "-" if s.forecast_usd is None else f"${format_usd(s.forecast_usd)}",
+                "forecast": "over the limit" if s.forecast_over else "-",
+                "runs_out": f"{s.exhausts_at:%Y-%m-%d %H:%M}" if s.exhausts_at else "-",
                 "state": s.state,
             }
             for s in statuses
@@ -65,8 +68,9 @@ else:
             "spent_usd": st.column_config.NumberColumn("Spent", format="$%.4f"),
             "limit_usd": st.column_config.NumberColumn("Limit", format="$%.2f"),
             "used_pct": st.column_config.ProgressColumn("Used", format="%.1f%%", min_value=0, max_value=100),
-            "forecast_usd": st.column_config.NumberColumn("Forecast at period end", format="$%.4f"),
-            "runs_out": st.column_config.DatetimeColumn("Runs out (UTC)", format="YYYY-MM-DD HH:mm"),
+            "forecast_usd": "Forecast at period end",
+            "forecast": "Forecast alert",
+            "runs_out": "Runs out (UTC)",
             "state": "State",
         },
     )

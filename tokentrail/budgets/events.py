@@ -1,0 +1,176 @@
+"""Budget events, queued under the manager's lock on the call path and delivered off it (by
+the budget thread or `flush()`): warn thresholds, blocks, unpriced models, period resets."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from ..errors import format_usd as usd
+from . import alerts
+from .alerts import FORECAST, RESET, WARN, BudgetEvent, WebhookSender
+from .instances import Inst, dec
+from .model import CompiledBudget
+from .periods import CALENDAR, NS, ROLLING, Window, _zone, window
+
+__all__ = ["Events"]
+
+ZERO = Decimal(0)
+_MAX = 2**63
+_DAY_NS = 86400 * NS
+
+
+class Events:
+    """The BudgetManager's events (a mixin: it uses the manager's lock, clock and exporter)."""
+
+    compiled: list[CompiledBudget]
+    settings: Any
+    _rt: Any
+    _lock: threading.Lock
+    _drain_lock: threading.Lock
+    _events: list[tuple[CompiledBudget, BudgetEvent]]
+    _periods: dict[int, Window]
+    _wake: threading.Event
+    _webhooks: WebhookSender
+
+    def _period_start_ns(self, inst: Inst, now: int) -> int:
+        p = inst.cb.budget.period
+        if p in ROLLING:
+            return now - ROLLING[p]
+        return inst.window_key if p in CALENDAR else 0
+
+    def _event(
+        self,
+        inst: Inst,
+        kind: str,
+        now: int,
+        *,
+        message: str,
+        threshold: float | None = None,
+        estimated: Decimal | None = None,
+        spent: Decimal | None = None,
+        model: str | None = None,
+        eid: str | None = None,
+        alert: bool = True,
+    ) -> None:
+        cb = inst.cb
+        ev = BudgetEvent(
+            timestamp=datetime.fromtimestamp(now / NS, tz=timezone.utc),
+            budget=cb.budget.name,
+            scope_value=inst.scope_value,
+            event=kind,
+            threshold=threshold,
+            spent_usd=inst.spent if spent is None else spent,
+            limit_usd=cb.limit,
+            estimated_cost_usd=estimated,
+            period_start=datetime.fromtimestamp(self._period_start_ns(inst, now) / NS, tz=timezone.utc),
+            project=self.settings.project,
+            model=model or "",
+            message=message,
+            event_id=eid or alerts.event_id(),
+            alert=alert,
+        )
+        self._events.append((cb, ev))
+        self._wake.set()
+
+    def _check_forecast(self, inst: Inst, now: int) -> None:
+        """A calendar budget whose spend, at the period's rate so far, reaches the limit before
+        the period ends: one `forecast` alert per period with the projected date. Not before a
+        tenth of the period (at most a day) has passed: a first call's rate is no trend."""
+        spent, limit = inst.spent_n, inst.limit_n
+        elapsed, length = now - inst.lo, inst.hi - inst.lo
+        if spent <= 0 or spent >= limit or elapsed < min(length // 10, _DAY_NS) or spent * length < limit * elapsed:
+            return
+        inst.forecast_alerted = True
+        cb = inst.cb
+        projected = dec(spent * length // elapsed)
+        at = datetime.fromtimestamp((inst.lo + limit * elapsed // spent) / NS, tz=_zone(cb.budget.timezone))
+        self._event(
+            inst,
+            FORECAST,
+            now,
+            estimated=projected,
+            message=f"budget {self._label(inst)} is forecast to reach its ${usd(cb.limit)} limit on "
+            f"{at:%Y-%m-%d %H:%M %Z} (${usd(projected)} by the end of this {cb.budget.period} at the rate so far; "
+            f"${usd(inst.spent)} spent)",
+            eid=alerts.event_id(cb.budget.name, inst.scope_value, FORECAST, self._period_start_ns(inst, now)),
+        )
+
+    @staticmethod
+    def _label(inst: Inst) -> str:
+        return f"{inst.cb.budget.name!r}" + (f" [{inst.scope_value}]" if inst.scope_value else "")
+
+    def _fire_thresholds(self, inst: Inst, before: int, after: int, now: int) -> None:
+        """Alert thresholds before..after-1: the ledger counted them as newly reached (once in
+        the period, whichever process reached them)."""
+        cb = inst.cb
+        spent = inst.spent
+        for i in range(before, after):
+            t = cb.thresholds[i][0]
+            self._event(
+                inst,
+                WARN,
+                now,
+                threshold=t,
+                spent=spent,
+                message=f"budget {self._label(inst)} reached {t:.0%} of ${usd(cb.limit)} "
+                f"(${usd(spent)} spent this {cb.budget.period})",
+                eid=alerts.event_id(cb.budget.name, inst.scope_value, WARN, t, self._period_start_ns(inst, now)),
+            )
+
+    def _note_period(self, cb: CompiledBudget, w: Window, now: int) -> None:
+        """A calendar budget entered a new period: one `reset` event per budget (not per value)."""
+        prev = self._periods.get(cb.index)
+        if prev is not None and w.start_ns < prev.start_ns:
+            return  # the clock went back into an earlier period (a replay): nothing new started
+        self._periods[cb.index] = w
+        if prev is None or prev.key == w.key:
+            return
+        probe = Inst(cb, (), b"", 0)
+        probe.window_key = w.key
+        probe.scope_value = "*" if cb.star else ""
+        tz = _zone(cb.budget.timezone)
+        self._event(
+            probe,
+            RESET,
+            now,
+            spent=ZERO,
+            message=f"budget {cb.budget.name!r}: a new {cb.budget.period} started ({w.start.astimezone(tz).isoformat()})",
+            eid=alerts.event_id(cb.budget.name, RESET, w.key),
+        )
+
+    def _check_periods(self) -> None:
+        now = self._rt.now_ns()
+        with self._lock:
+            for cb in self.compiled:
+                prev = self._periods.get(cb.index)
+                if prev is not None and not prev.start_ns <= now < (prev.end_ns or _MAX):
+                    self._note_period(cb, window(cb.budget.period, cb.budget.timezone, now), now)
+
+    def _drain(self) -> int:
+        """Deliver queued events: the store (through the exporter), logging, callables, webhooks."""
+        with self._drain_lock:
+            with self._lock:
+                events, self._events = self._events, []
+            if not events:
+                return 0
+            self._rt.exporter.write("budget_events", alerts.encode_events(e for _, e in events))
+            handlers = alerts.global_handlers()
+            for cb, e in events:
+                alerts.log_event(e)
+                if not e.alert:
+                    continue
+                own = [cb.budget.on_alert] if cb.budget.on_alert is not None else []
+                alerts.call_handlers(e, own + handlers)
+                url = cb.budget.webhook_url or self.settings.webhook_url
+                if url:
+                    self._webhooks.send(url, e.payload())
+            return len(events)
+
+    def flush(self) -> None:
+        """Deliver every queued event now: rows reach the spool (or the server) before this
+        returns; webhooks are queued on their own thread."""
+        self._check_periods()
+        self._drain()

@@ -1,0 +1,121 @@
+"""What the call path works with: a budget instance (one budget, one scope value, its current
+period), the Reservation a call holds, which budgets a call falls under, and integer money.
+
+Money on the call path is integer nano-dollars (the store's Decimal(18, 9) exactly): exact,
+and immune to the application's decimal context. Figures leave the manager as Decimal.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
+from typing import Any
+
+from ..context import Attribution
+from .model import CompiledBudget
+from .model import scope_value as scope_value_of
+
+__all__ = ["Inst", "Matcher", "Reservation", "dec", "nanos"]
+
+C = Context(prec=28, rounding=ROUND_HALF_EVEN)  # money math immune to the app's decimal context
+_NANO = Decimal("1e9")
+
+
+def nanos(d: Decimal, *, ceiling: bool = False) -> int:
+    """Nano-dollars; costs are already whole nano-dollars, worst cases round up."""
+    n = C.multiply(d, _NANO)
+    return int(n.to_integral_value(rounding=ROUND_CEILING if ceiling else ROUND_HALF_EVEN, context=C))
+
+
+def dec(n: int) -> Decimal:
+    return Decimal(n).scaleb(-9, context=C)
+
+
+class Inst:
+    """One budget for one scope value, in its current period, as the ledger sees it (see
+    ledger.Item). Fields change under the manager's lock."""
+
+    __slots__ = (
+        "cb",
+        "key",
+        "scope_value",
+        "lo",
+        "hi",
+        "window_key",
+        "lkey",
+        "rolling_ns",
+        "slot",
+        "limit_n",
+        "block",
+        "thresholds_n",
+        "spent_n",
+        "unpriced_models",
+        "block_alerted_at",
+        "forecast_alerted",
+    )
+
+    def __init__(self, cb: CompiledBudget, key: tuple[str, ...], lkey: bytes, rolling_ns: int) -> None:
+        self.cb = cb
+        self.key = key
+        self.scope_value = scope_value_of(key)
+        self.lo = self.hi = 0  # the period is [lo, hi) in ns; lo=hi=0 until first rolled
+        self.window_key = -1
+        self.lkey = lkey
+        self.rolling_ns = rolling_ns
+        self.slot = -1
+        self.limit_n = cb.limit_n
+        self.block = cb.block
+        self.thresholds_n = cb.thresholds_n
+        self.spent_n = 0  # the ledger's figure at this process's last look
+        self.unpriced_models: set[str] = set()
+        self.block_alerted_at: int | None = None
+        self.forecast_alerted = False
+
+    @property
+    def spent(self) -> Decimal:
+        return dec(self.spent_n)
+
+
+class Reservation:
+    """What `reserve` set aside for one call; pass it to `settle` or `release` once (a second
+    call is ignored)."""
+
+    __slots__ = ("items", "handle", "worst_usd", "at_ns", "model", "done")
+
+    def __init__(
+        self, items: list[tuple[Inst, int, int]], handle: Any, worst_usd: Decimal | None, at_ns: int, model: str | None
+    ) -> None:
+        self.items = items  # (instance, nano-dollars reserved, its period's start)
+        self.handle = handle  # the ledger's; None when nothing was reserved (unpriced)
+        self.worst_usd = worst_usd  # None: an unpriced model
+        self.at_ns = at_ns
+        self.model = model
+        self.done = False
+
+    @property
+    def budgets(self) -> list[tuple[str, str]]:
+        """(budget name, scope value) of every budget this call counts against."""
+        return [(i.cb.budget.name, i.scope_value) for i, _, _ in self.items]
+
+
+class Matcher:
+    """Which budgets a call falls under, without testing every budget: budgets with a fixed
+    value on a field (team="search") are indexed by that value; the rest are tested one by one."""
+
+    def __init__(self, compiled: list[CompiledBudget]) -> None:
+        self.scan: list[CompiledBudget] = []
+        self.index: dict[str, dict[str, list[CompiledBudget]]] = {}
+        for cb in compiled:
+            field = next((f for f, _ in cb.fixed if f != "tags"), None)
+            if field is None:
+                self.scan.append(cb)
+            else:
+                value = dict(cb.fixed)[field]
+                self.index.setdefault(field, {}).setdefault(value, []).append(cb)
+
+    def match(self, a: Attribution) -> list[tuple[CompiledBudget, tuple[str, ...]]]:
+        out = [(cb, k) for cb in self.scan for k in cb.keys(a)]
+        for field, by_value in self.index.items():
+            for cb in by_value.get(getattr(a, field), ()):
+                out.extend((cb, k) for k in cb.keys(a))
+        out.sort(key=lambda t: t[0].index)  # configuration order: the first refusing budget is reported
+        return out

@@ -1,0 +1,390 @@
+"""The machine's budget ledger: one memory-mapped file under TOKENTRAIL_HOME, changed under an
+exclusive `flock` (plus a thread lock: flock does not order the threads of one process).
+
+Chosen over SQLite in WAL mode by measurement (bench/budget_check.py prints both): a check
+here is a lock, a few struct reads and writes in shared memory, an unlock (a few µs); a
+SQLite write transaction costs tens of µs and a call needs two. Nothing is fsynced: the
+ledger guards against concurrent processes, not power loss (the store keeps the record).
+
+Layout (little-endian): a 64-byte header, SLOTS slots of SLOT_SIZE bytes (open addressing on
+the 16-byte key), RESERVATIONS entries of ENTRY_SIZE bytes: one per call (a call in more than
+PER_ENTRY budgets takes several), its pid, expiry and (slot, period, amount) per budget.
+`FileLedger(None)` is the same ledger in anonymous memory: this process only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .ledger import BUCKETS, Refused
+
+__all__ = ["FileLedger", "LedgerFull"]
+
+MAGIC = b"TTLEDG01"
+SLOTS = 65536  # budget instances (budget x scope value) alive at once; ~23 MB sparse
+RESERVATIONS = 16384
+_HEAD = struct.Struct("<8sIIqqq")  # magic, slots, reservations, cursor, high water, min expiry
+_SLOT = struct.Struct("<16sqqqqqqq")  # key, window, hi, spent, reserved, floor, fired, rolling_ns
+_BUCKET = struct.Struct("<qq")  # bucket id, amount
+_RES = struct.Struct("<iiq")  # items (0 = free), pid, expires
+_ITEM = struct.Struct("<qqq")  # slot, window, amount
+PER_ENTRY = 6
+ENTRY_SIZE = _RES.size + PER_ENTRY * _ITEM.size
+NB = BUCKETS + 1
+SLOT_SIZE = 80 + NB * _BUCKET.size
+HEAD_SIZE = 64
+SLOTS_AT = HEAD_SIZE
+RES_AT = SLOTS_AT + SLOTS * SLOT_SIZE
+SIZE = RES_AT + RESERVATIONS * ENTRY_SIZE
+_EMPTY = bytes(16)
+_NEVER = 2**62
+# field offsets inside a slot
+_WINDOW, _HI, _SPENT, _RESERVED, _FLOOR, _FIRED, _ROLLING = 16, 24, 32, 40, 48, 56, 64
+_Q = struct.Struct("<q")
+_I32 = struct.Struct("<i")
+_KEY_WINDOW = struct.Struct("<16sq")
+_CURSORS = struct.Struct("<qqq")
+_DEAD_CHECK_S = 0.5
+
+
+class LedgerFull(Exception):
+    pass
+
+
+class FileLedger:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.name = "memory" if path is None else f"file {path}"
+        self._tlock = threading.Lock()
+        self._fd = -1
+        self._last_dead_check = 0.0
+        self._open()
+
+    def _open(self) -> None:
+        if self.path is None:
+            self._mm = mmap.mmap(-1, SIZE)
+            _HEAD.pack_into(self._mm, 0, MAGIC, SLOTS, RESERVATIONS, 0, 0, _NEVER)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_size < SIZE:
+                os.ftruncate(fd, SIZE)  # sparse: only the pages used take disk
+            mm = mmap.mmap(fd, SIZE)
+            magic, slots, res, *_ = _HEAD.unpack_from(mm, 0)
+            if magic != MAGIC:
+                if magic != bytes(8):
+                    raise OSError(f"{self.path} is not a tokentrail budget ledger")
+                _HEAD.pack_into(mm, 0, MAGIC, SLOTS, RESERVATIONS, 0, 0, _NEVER)
+            elif (slots, res) != (SLOTS, RESERVATIONS):
+                raise OSError(f"{self.path} has another layout; remove it when no process uses it")
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        self._fd, self._mm = fd, mm
+
+    def reopen(self) -> None:
+        self._tlock = threading.Lock()
+        if self.path is None:
+            return  # anonymous memory: the child has its own copy
+        # the inherited descriptor shares the parent's flock: take our own
+        old = self._fd
+        self._open()
+        if old >= 0:
+            os.close(old)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- locking -----------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        self._tlock.acquire()
+        if self._fd >= 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._tlock.release()
+                raise
+
+    def _unlock(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._tlock.release()
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def _slot(self, item: Any, now: int) -> int:
+        """The byte offset of the item's slot (created, or rolled into the item's period)."""
+        mm = self._mm
+        i = item.slot
+        if i >= 0:
+            off = SLOTS_AT + i * SLOT_SIZE
+            key, window = _KEY_WINDOW.unpack_from(mm, off)
+            if key == item.lkey and (window == item.window_key or item.rolling_ns):
+                return off  # the common case: cached, same period
+            if key != item.lkey:
+                i = -1  # reused by another budget since (its period ended)
+        if i < 0:
+            i = self._find(item, now)
+            item.slot = i
+            off = SLOTS_AT + i * SLOT_SIZE
+        if item.rolling_ns == 0:
+            window = _Q.unpack_from(mm, off + _WINDOW)[0]
+            if window < item.window_key:  # a new period: it starts empty
+                _SLOT.pack_into(mm, off, item.lkey, item.window_key, item.hi, 0, 0, 0, 0, 0)
+        return off
+
+    def _find(self, item: Any, now: int) -> int:
+        mm = self._mm
+        start = int.from_bytes(item.lkey[:8], "little") % SLOTS
+        reusable = -1
+        for n in range(SLOTS):
+            i = (start + n) % SLOTS
+            off = SLOTS_AT + i * SLOT_SIZE
+            key = mm[off : off + 16]
+            if key == item.lkey:
+                return i
+            if key == _EMPTY:
+                break
+            if reusable < 0:
+                _, _, hi, _, reserved, *_ = _SLOT.unpack_from(mm, off)
+                if hi <= now and reserved == 0:
+                    reusable = i
+        else:
+            if reusable < 0:
+                raise LedgerFull(f"the budget ledger {self.name} has no free slot ({SLOTS} budget instances)")
+            i = reusable
+        if reusable >= 0:
+            i = reusable
+        off = SLOTS_AT + i * SLOT_SIZE
+        mm[off : off + SLOT_SIZE] = bytes(SLOT_SIZE)
+        _SLOT.pack_into(mm, off, item.lkey, item.window_key, item.hi, 0, 0, 0, 0, item.rolling_ns)
+        return i
+
+    def _spent(self, off: int, rolling: int, now: int) -> int:
+        mm = self._mm
+        if rolling == 0:
+            spent = _Q.unpack_from(mm, off + _SPENT)[0]
+        else:
+            width = rolling // BUCKETS
+            oldest = (now - rolling) // width
+            spent = 0
+            for b in range(NB):
+                bid, amount = _BUCKET.unpack_from(mm, off + 80 + b * _BUCKET.size)
+                if bid >= oldest and amount:
+                    spent += amount
+        floor = _Q.unpack_from(mm, off + _FLOOR)[0]
+        return spent if spent >= floor else floor
+
+    def _add_spent(self, off: int, rolling: int, amount: int, now: int) -> None:
+        mm = self._mm
+        if rolling == 0:
+            _Q.pack_into(mm, off + _SPENT, _Q.unpack_from(mm, off + _SPENT)[0] + amount)
+            return
+        bid = now // (rolling // BUCKETS)
+        at = off + 80 + (bid % NB) * _BUCKET.size
+        old_id, old = _BUCKET.unpack_from(mm, at)
+        _BUCKET.pack_into(mm, at, bid, amount + (old if old_id == bid else 0))
+        _Q.pack_into(mm, off + _HI, now + rolling)  # the slot is free again once all of it aged out
+
+    def _add_reserved(self, off: int, amount: int) -> None:
+        _Q.pack_into(self._mm, off + _RESERVED, _Q.unpack_from(self._mm, off + _RESERVED)[0] + amount)
+
+    # -- reservations ------------------------------------------------------------------------
+
+    def reserve(self, items: list[Any], amounts: list[int], now: int, expires: int) -> list[int]:
+        self._lock()
+        try:
+            offs = [self._slot(it, now) for it in items]
+            try:
+                self._check(items, amounts, offs, now)
+            except Refused:
+                if not self._sweep(now):
+                    raise
+                self._check(items, amounts, offs, now)
+            return self._take(items, amounts, offs, expires)
+        finally:
+            self._unlock()
+
+    def _check(self, items: list[Any], amounts: list[int], offs: list[int], now: int) -> None:
+        mm = self._mm
+        unpack = _SLOT.unpack_from
+        for n, it in enumerate(items):
+            if it.block:
+                off = offs[n]
+                if it.rolling_ns:
+                    committed = self._spent(off, it.rolling_ns, now) + _Q.unpack_from(mm, off + _RESERVED)[0]
+                else:
+                    _, _, _, spent, reserved, floor, _, _ = unpack(mm, off)
+                    committed = (spent if spent >= floor else floor) + reserved
+                if amounts[n] > it.limit_n - committed:
+                    raise Refused(n, committed)
+
+    def _take(self, items: list[Any], amounts: list[int], offs: list[int], expires: int) -> list[int]:
+        mm = self._mm
+        cursor, high, min_exp = _CURSORS.unpack_from(mm, 16)
+        pid = os.getpid()
+        held = [(offs[n], items[n].window_key, a) for n, a in enumerate(amounts) if a]
+        entries: list[int] = []
+        q_unpack, q_pack, i32, item_pack = _Q.unpack_from, _Q.pack_into, _I32.unpack_from, _ITEM.pack_into
+        for c in range(0, len(held), PER_ENTRY):
+            chunk = held[c : c + PER_ENTRY]
+            for _ in range(RESERVATIONS):
+                at = RES_AT + cursor * ENTRY_SIZE
+                if not i32(mm, at)[0]:
+                    break
+                cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
+            else:
+                for e in entries:  # give back what this call took: nothing reserved
+                    self._free(e)
+                raise LedgerFull(f"the budget ledger {self.name} holds {RESERVATIONS} reservations")
+            _RES.pack_into(mm, at, len(chunk), pid, expires)
+            at += _RES.size
+            for off, window, amount in chunk:
+                item_pack(mm, at, off, window, amount)
+                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] + amount)
+                at += _ITEM.size
+            entries.append(cursor)
+            if cursor >= high:
+                high = cursor + 1
+            cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
+        _CURSORS.pack_into(mm, 16, cursor, high, min_exp if min_exp <= expires else expires)
+        return entries
+
+    def _free(self, e: int) -> bool:
+        """Free entry `e`; True when it still held money (not expired or swept)."""
+        mm = self._mm
+        at = RES_AT + e * ENTRY_SIZE
+        count = _I32.unpack_from(mm, at)[0]
+        if not count:
+            return False
+        _I32.pack_into(mm, at, 0)
+        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
+        at += _RES.size
+        for _ in range(count):
+            off, window, amount = _ITEM.unpack_from(mm, at)
+            # a slot that rolled into a new period had its reserved reset
+            if q_unpack(mm, off + _WINDOW)[0] == window or q_unpack(mm, off + _ROLLING)[0]:
+                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] - amount)
+            at += _ITEM.size
+        return True
+
+    def _sweep(self, now: int) -> bool:
+        """Free expired entries and those of dead processes; True when any money came back."""
+        mm = self._mm
+        cursor, high, min_exp = struct.unpack_from("<qqq", mm, 16)
+        check_dead = self._fd >= 0 and time.monotonic() - self._last_dead_check >= _DEAD_CHECK_S
+        if now < min_exp and not check_dead:
+            return False
+        if check_dead:
+            self._last_dead_check = time.monotonic()
+        alive: dict[int, bool] = {os.getpid(): True}
+        freed = False
+        new_min = _NEVER
+        for e in range(high):
+            count, pid, expires = _RES.unpack_from(mm, RES_AT + e * ENTRY_SIZE)
+            if not count:
+                continue
+            dead = False
+            if check_dead:
+                if pid not in alive:
+                    alive[pid] = _alive(pid)
+                dead = not alive[pid]
+            if expires <= now or dead:
+                freed = self._free(e) or freed
+            else:
+                new_min = min(new_min, expires)
+        struct.pack_into("<qqq", mm, 16, cursor, high, new_min)
+        return freed
+
+    def settle(self, handle: list[int], items: list[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
+        out: list[tuple[int, int, int]] = []
+        mm = self._mm
+        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
+        self._lock()
+        try:
+            for e in handle:
+                self._free(e)
+            for n, it in enumerate(items):
+                off = self._slot(it, now)
+                cost = costs[n]
+                th = it.thresholds_n
+                if not it.rolling_ns:
+                    _, window, _, spent, _, floor, fired, _ = _SLOT.unpack_from(mm, off)
+                    if cost and window == it.window_key:
+                        spent += cost
+                        q_pack(mm, off + _SPENT, spent)
+                    if floor > spent:
+                        spent = floor
+                    before = fired
+                else:
+                    if cost:
+                        self._add_spent(off, it.rolling_ns, cost, now)
+                    spent = self._spent(off, it.rolling_ns, now)
+                    fired = q_unpack(mm, off + _FIRED)[0]
+                    while fired > 0 and spent < th[fired - 1]:  # no period to reset: re-arm
+                        fired -= 1
+                    before = fired
+                    q_pack(mm, off + _FIRED, fired)
+                if fired < len(th) and spent >= th[fired]:
+                    while fired < len(th) and spent >= th[fired]:
+                        fired += 1
+                    q_pack(mm, off + _FIRED, fired)
+                out.append((spent, before, fired))
+        finally:
+            self._unlock()
+        return out
+
+    def release(self, handle: list[int], items: list[Any], amounts: list[int]) -> None:
+        self._lock()
+        try:
+            for e in handle:
+                self._free(e)
+        finally:
+            self._unlock()
+
+    def set_floor(self, item: Any, n: int, now: int) -> None:
+        self._lock()
+        try:
+            off = self._slot(item, now)
+            old = _Q.unpack_from(self._mm, off + _FLOOR)[0]
+            # calendar and total spend only grows in a period; a rolling window's falls too
+            if item.rolling_ns or n > old:
+                _Q.pack_into(self._mm, off + _FLOOR, n)
+        finally:
+            self._unlock()
+
+    def figures(self, item: Any, now: int) -> tuple[int, int]:
+        self._lock()
+        try:
+            off = self._slot(item, now)
+            return self._spent(off, item.rolling_ns, now), _Q.unpack_from(self._mm, off + _RESERVED)[0]
+        finally:
+            self._unlock()
+
+    def fired(self, item: Any, now: int) -> int:
+        self._lock()
+        try:
+            return int(_Q.unpack_from(self._mm, self._slot(item, now) + _FIRED)[0])
+        finally:
+            self._unlock()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
