@@ -609,9 +609,8 @@ def _message_fees(u: Usage, msg: Any, rm: Mapping[str, Any] | None) -> Usage:
         if raw:
             u = _with_fees(u, raw, u.cache_write_1h_tokens or _get(_sub(raw, "cache_creation"), "ephemeral_1h_input_tokens"))
         u = with_response_fees(u, rm) or u
-    content = getattr(msg, "content", None)
-    if not u.web_search_requests and isinstance(content, list):
-        searches = count_web_searches(content)
+    if not u.web_search_requests:
+        searches = count_web_searches(getattr(msg, "content", None))
         if not searches:
             extra = getattr(msg, "additional_kwargs", None)
             if isinstance(extra, Mapping):
