@@ -276,46 +276,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 # -- prices --------------------------------------------------------------------------------
-_PRICE_ROWS = (
-    ("input_per_mtok", "input"),
-    ("output_per_mtok", "output"),
-    ("cache_read_per_mtok", "cache read"),
-    ("cache_write_per_mtok", "cache write"),
-)
-
-
 def cmd_prices(args: argparse.Namespace, console: Console) -> int:
-    from .pricing import PriceBook
+    from .prices_cli import cmd_prices as run  # `prices MODEL` and `prices sync` (issue 14)
 
-    when = clock.now() if args.at is None else _flag_time(args.at, "--at")
-    settings = _settings(args)
-    info = PriceBook(settings.prices).describe(args.model, args.provider, when)
-    priced = info.get("status") in ("priced", "override")
-    if args.format == "json":
-        write_json(info, sys.stdout)
-        return EXIT_OK if priced else EXIT_RUNTIME
-    table = Table(title=f"{args.model} at {when:%Y-%m-%d %H:%M} UTC", show_header=False)
-    table.add_column("", style="bold")
-    table.add_column("")
-    table.add_row("status", str(info.get("status", "")))
-    table.add_row("source", str(info.get("source") or "-"))
-    if info.get("matched_model"):
-        table.add_row("matched", f"{info.get('matched_provider') or ''}/{info['matched_model']}".lstrip("/"))
-    for key, label in _PRICE_ROWS:
-        v = info.get(key)
-        table.add_row(f"{label} $/MTok", "-" if v is None else f"${v}")
-    for key, tiers in (info.get("tiers") or {}).items():
-        label = dict(_PRICE_ROWS).get(key, key)
-        for start, price in tiers:
-            table.add_row(f"{label} above {start:,} tok", f"${price} /MTok")
-    for key, v in (info.get("other") or {}).items():
-        table.add_row(key, f"${v}")
-    console.print(table)
-    if not priced:
-        hint = f'add [prices."{args.model}"] with input_per_mtok and output_per_mtok to tokentrail.toml'
-        _err(f"prices: no price known for {args.model!r}{f' (provider {args.provider})' if args.provider else ''}; {hint}")
-        return EXIT_RUNTIME
-    return EXIT_OK
+    return run(args, console)
 
 
 def _flag_time(value: str, flag: str) -> datetime:
@@ -715,12 +679,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("prices", parents=[common], help="the price that would be used for a model, and its source")
+    p = sub.add_parser("prices", parents=[common], help="a model's prices (tiers, fees, source, version); `prices sync` stores them")
     p.add_argument("model")
     p.add_argument("--provider", help="openai, anthropic, gcp.gemini, aws.bedrock, ... (default: inferred)")
     p.add_argument("--at", metavar="DATE", help="price valid at this date (default now)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--force", action="store_true", help="with sync: store the rows again")
     p.set_defaults(func=cmd_prices)
+
+    p = sub.add_parser("reprice", parents=[common], help="the same usage at other prices: the difference per model, user, feature")
+    p.add_argument("--since", metavar="WHEN", default="30d", help="7d, 30d or a date (default 30d)")
+    p.add_argument("--until", metavar="WHEN", help="same forms as --since (default now)")
+    p.add_argument("--prices", default="current", metavar="current|FILE", help="today's prices, or a TOML file of [prices.\"<model>\"] tables")
+    p.add_argument("--model", help="only this model")
+    p.add_argument("--by", choices=("model", "user", "feature"), help="one grouping (default: all three)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=lambda a, c: __import__("tokentrail.prices_cli", fromlist=["cmd_reprice"]).cmd_reprice(a, c))
 
     p = sub.add_parser("ingest", parents=[common], help="drain the spool into the store now")
     p.add_argument("--retry-rejected", action="store_true", help="first put the files set aside in spool/rejected back")
