@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from .ids import STANDARD, breakpoints, genai_price_id, genai_version, override_price_id, tier_of
+from .money import CTX
 from .overrides import PriceOverride
 
 __all__ = ["COLUMNS", "genai_rows", "override_rows", "sync"]
@@ -73,9 +74,15 @@ def _steps(model_price: Any) -> list[tuple[int, dict[str, Decimal]]]:
     return out
 
 
+_PLACES = Decimal("1e-12")  # the table's Decimal(38, 12)
+
+
 def _row(**kw: Any) -> dict[str, Any]:
     row = {c: None for c in COLUMNS}
     row.update(kw)
+    for k, v in row.items():  # rounded half-even here, not truncated by the insert
+        if isinstance(v, Decimal):
+            row[k] = v.quantize(_PLACES, context=CTX)
     return row
 
 
