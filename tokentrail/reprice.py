@@ -27,59 +27,73 @@ from .pricing.table import has_version, override_rows, sync
 
 __all__ = ["RepriceRow", "reprice", "reprice_sql", "target_prices_sql"]
 
-# the key of the price that charged a span: its price_id without the period
-_SPAN_KEY = """multiIf(
-    startsWith(s.price_id, 'gp/'), replaceRegexpOne(s.price_id, '/[^/]+/([^/]+)$', '/\\\\1'),
-    s.price_id != '', s.price_id,
-    concat('gp/', s.provider, '/', if(s.response_model != '', s.response_model, s.request_model), '/',
-           if(s.service_tier = '', 'standard', s.service_tier)))"""
-# the model name a prices file is matched by
-_SPAN_MODEL = """multiIf(
-    startsWith(s.price_id, 'gp/'), extract(s.price_id, '^gp/[^/]+/(.+)/[^/]+/[^/]+$'),
-    startsWith(s.price_id, 'ov/'), splitByChar('@', substring(s.price_id, 4))[1],
-    if(s.response_model != '', s.response_model, s.request_model))"""
-_STEP = "(min_input_tokens, input_mtok, output_mtok, cache_read_mtok, cache_write_mtok, cache_write_1h_mtok, reasoning_mtok, web_search_kcount, requests_kcount)"
+# How a span finds its target price: by its price_id (the right side maps every price id ever
+# stored to the key of its price: provider, model, tier), or, before migration 5, by provider,
+# model name and tier ('legacy/...'); with a prices file by model name.
+_SPAN_JOIN = """if(s.price_id != '', toString(s.price_id), concat('legacy/', s.provider, '/',
+    if(s.response_model != '', s.response_model, s.request_model), '/', if(s.service_tier = '', 'standard', s.service_tier)))"""
+_KEY = "if(startsWith(price_id, 'gp/'), concat('gp/', provider, '/', model, '/', tier), price_id)"
+_PRICES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok", "reasoning_mtok", "web_search_kcount", "requests_kcount")
+# the span columns a re-pricing reads
+_NEEDED = (
+    "timestamp", "span_id", "operation", "provider", "request_model", "response_model", "user_id", "feature", "service_tier",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+    "web_search_requests", "cost_usd", "cost_status", "price_id",
+)  # fmt: skip
 
 
 def target_prices_sql(table: str, *, by_model: bool) -> str:
-    """One row per price key: its long-context steps as a sorted array of tuples."""
-    key = (
-        "model"
-        if by_model
-        else "if(startsWith(price_id, 'gp/'), concat('gp/', provider, '/', model, '/', tier), price_id)"
+    """The right side of the join, small: one row per (join key, long-context step) with the
+    step's input-token range [lo, hi) and its prices (0 plus a flag where a price is NULL)."""
+    steps = f"arraySort(x -> x.1, groupArray(tuple(min_input_tokens, {', '.join(_PRICES)})))"
+    window = "version IN {versions:Array(String)} AND valid_from <= {at:DateTime64(6, 'UTC')} AND valid_to > {at:DateTime64(6, 'UTC')}"
+    target_key = "model" if by_model else _KEY
+    cols = ", ".join(
+        f"ifNull(tupleElement(steps[i], {k + 2}), toDecimal128(0, 12)) AS {name}, isNotNull(tupleElement(steps[i], {k + 2})) AS has_{name}"
+        for k, name in enumerate(_PRICES)
     )
-    return f"""SELECT {key} AS key, arraySort(x -> x.1, groupArray({_STEP})) AS steps
-FROM {table} FINAL
-WHERE version IN {{versions:Array(String)}} AND valid_from <= {{at:DateTime64(6, 'UTC')}} AND valid_to > {{at:DateTime64(6, 'UTC')}}
-GROUP BY key"""
+    # every stored price id -> the key of its price; legacy spans by provider/model/tier
+    ids = f"SELECT DISTINCT price_id AS jk, {'model' if by_model else _KEY} AS key FROM {table}"
+    legacy = (
+        f"SELECT DISTINCT concat('legacy/', provider, '/', model, '/', tier) AS jk, {'model' if by_model else _KEY} AS key FROM {table} "
+        "WHERE startsWith(price_id, 'gp/')"
+    )
+    return f"""SELECT m.jk AS jk, t.lo AS lo, t.hi AS hi, {', '.join(f't.{n} AS {n}, t.has_{n} AS has_{n}' for n in _PRICES)}
+FROM ({ids} UNION ALL {legacy}) AS m
+INNER JOIN (
+    SELECT key, steps[i].1 AS lo, if(i < length(steps), steps[i + 1].1, toUInt64(18446744073709551615)) AS hi, {cols}
+    FROM (SELECT {target_key} AS key, {steps} AS steps FROM {table} FINAL WHERE {window} GROUP BY key)
+    ARRAY JOIN arrayEnumerate(steps) AS i
+) AS t ON t.key = m.key"""
 
 
 def _cost_sql() -> str:
-    """The re-priced cost of one span from its step `st`: genai-prices' leaf counts (a cache
-    part is taken out of the input only when it has a price of its own), exact in Decimal,
-    rounded half-even to the nano-dollar like the as-charged cost."""
-    p = lambda i: f"tupleElement(_price_step, {i})"  # noqa: E731
-    cr = f"if(isNull({p(4)}), 0, toInt64(s.cache_read_tokens))"
-    cw1h = f"if(isNull({p(6)}), 0, toInt64(least(s.cache_write_1h_tokens, s.cache_write_tokens)))"
-    cw = f"if(isNull({p(5)}), 0, toInt64(s.cache_write_tokens) - {cw1h})"
-    rs = f"if(isNull({p(7)}), 0, toInt64(s.reasoning_tokens))"
+    """The re-priced cost of one span: genai-prices' leaf counts (a cache part is taken out of
+    the input only when it has a price of its own), exact in Decimal, rounded half-even to the
+    nano-dollar like the as-charged cost."""
+    cr = "if(p.has_cache_read_mtok, toInt64(s.cache_read_tokens), 0)"
+    cw1h = "if(p.has_cache_write_1h_mtok, toInt64(least(s.cache_write_1h_tokens, s.cache_write_tokens)), 0)"
+    cw = f"if(p.has_cache_write_mtok, toInt64(s.cache_write_tokens) - {cw1h}, 0)"
+    rs = "if(p.has_reasoning_mtok, toInt64(s.reasoning_tokens), 0)"
     inp = f"greatest(toInt64(s.input_tokens) - {cr} - {cw} - {cw1h}, 0)"
     out = f"greatest(toInt64(s.output_tokens) - {rs}, 0)"
-    z = "toDecimal128(0, 12)"
     tokens = " + ".join(
-        f"ifNull({p(i)}, {z}) * {n}" for i, n in ((2, inp), (3, out), (4, cr), (5, cw), (6, cw1h), (7, rs))
-    )
-    fees = f"(ifNull({p(8)}, {z}) * toInt64(s.web_search_requests) + ifNull({p(9)}, {z})) * 1000"
-    return f"""CAST(roundBankers(toDecimal128({tokens} + {fees}, 18) / 1000000, 9) AS Decimal(18, 9))"""
+        f"p.{name} * {n}"
+        for name, n in (("input_mtok", inp), ("output_mtok", out), ("cache_read_mtok", cr), ("cache_write_mtok", cw),
+                        ("cache_write_1h_mtok", cw1h), ("reasoning_mtok", rs))
+    )  # fmt: skip
+    fees = "(p.web_search_kcount * toInt64(s.web_search_requests) + p.requests_kcount) * 1000"
+    return f"CAST(roundBankers(toDecimal128({tokens} + {fees}, 18) / 1000000, 9) AS Decimal(18, 9))"
 
 
-def reprice_sql(spans: str, prices: str, *, by_model: bool, where: str = "1") -> str:
-    """Per span: the as-charged cost and the re-priced one (NULL when no target price)."""
-    key = _SPAN_MODEL if by_model else _SPAN_KEY
-    return f"""SELECT s.*, arrayLast(x -> x.1 <= s.input_tokens, p.steps) AS _price_step,
-    if(empty(p.steps), NULL, {_cost_sql()}) AS repriced_cost_usd
-FROM (SELECT *, {key} AS _price_key FROM {spans} AS s WHERE s.operation != '' AND s.cost_status != 'no_usage' AND ({where})) AS s
-LEFT JOIN ({target_prices_sql(prices, by_model=by_model)}) AS p ON p.key = s._price_key
+def reprice_sql(spans: str, prices: str, *, by_model: bool, where: str = "1", columns: str | None = None) -> str:
+    """Per model-call span: its columns and the re-priced cost (NULL when no target price)."""
+    cols = columns or ", ".join(_NEEDED)
+    key = _SPAN_JOIN
+    return f"""SELECT s.*, if(p.jk = '', NULL, {_cost_sql()}) AS repriced_cost_usd
+FROM (SELECT {cols}, {key} AS _price_key FROM {spans} AS s WHERE s.operation != '' AND s.cost_status != 'no_usage' AND ({where})) AS s
+LEFT JOIN ({target_prices_sql(prices, by_model=by_model)}) AS p ON p.jk = s._price_key
+WHERE p.jk = '' OR (s.input_tokens >= p.lo AND s.input_tokens < p.hi)
 SETTINGS join_use_nulls = 0"""
 
 
@@ -120,31 +134,72 @@ def prepare(store: Any, book: Any, prices: str, now: datetime) -> tuple[list[str
     return [version], True
 
 
+def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, floors: list[int], where: str) -> str:
+    """The report's query, aggregating first: spans are summed by (group, price, long-context
+    step) on the big table (a GROUP BY of low-cardinality columns), then each sum is priced on
+    the small one. A span's cost is linear in its counts (input includes its cache parts,
+    output its reasoning), so the total is exact: Σ price x Σ counts, rounded once."""
+    floor_list = "[" + ", ".join(str(int(f)) for f in sorted(set(floors) | {0})) + "]"
+    legacy = """concat('legacy/', provider, '/', if(response_model != '', response_model, request_model), '/',
+        if(service_tier = '', 'standard', service_tier))"""
+    sums = (
+        "count() AS n, sum(ifNull(cost_usd, toDecimal64(0, 9))) AS charged, sum(input_tokens) AS inp, sum(output_tokens) AS out, "
+        "sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, sum(least(cache_write_1h_tokens, cache_write_tokens)) AS cw1h, "
+        "sum(reasoning_tokens) AS rs, sum(web_search_requests) AS ws"
+    )
+    p = "p."
+    tokens = (
+        f"{p}input_mtok * (toInt64(a.inp) - if({p}has_cache_read_mtok, toInt64(a.cr), 0) - if({p}has_cache_write_mtok, toInt64(a.cw), "
+        f"if({p}has_cache_write_1h_mtok, toInt64(a.cw1h), 0))) + {p}output_mtok * (toInt64(a.out) - if({p}has_reasoning_mtok, toInt64(a.rs), 0)) "
+        f"+ if({p}has_cache_read_mtok, {p}cache_read_mtok * toInt64(a.cr), 0) "
+        f"+ if({p}has_cache_write_mtok, {p}cache_write_mtok * (toInt64(a.cw) - if({p}has_cache_write_1h_mtok, toInt64(a.cw1h), 0)), 0) "
+        f"+ if({p}has_cache_write_1h_mtok, {p}cache_write_1h_mtok * toInt64(a.cw1h), 0) "
+        f"+ if({p}has_reasoning_mtok, {p}reasoning_mtok * toInt64(a.rs), 0) "
+        f"+ ({p}web_search_kcount * toInt64(a.ws) + {p}requests_kcount * toInt64(a.n)) * 1000"
+    )
+    return f"""SELECT a.g AS g, sum(a.n) AS n,
+    sumIf(a.charged, p.jk != '') AS charged,
+    CAST(roundBankers(sumIf(toDecimal128({tokens}, 12), p.jk != '') / 1000000, 9) AS Decimal(38, 9)) AS repriced,
+    sumIf(a.n, p.jk = '') AS unpriced
+FROM (
+    SELECT g, if(price_id != '', toString(price_id), {legacy}) AS jk, floor, n, charged, inp, out, cr, cw, cw1h, rs, ws
+    FROM (SELECT {group} AS g, price_id, provider, response_model, request_model, service_tier,
+                 roundDown(input_tokens, {floor_list}) AS floor, {sums}
+          FROM {spans} AS s WHERE operation != '' AND cost_status != 'no_usage' AND ({where})
+          GROUP BY g, price_id, provider, response_model, request_model, service_tier, floor)
+) AS a
+LEFT JOIN ({target_prices_sql(prices, by_model=by_model)}) AS p ON p.jk = a.jk
+WHERE p.jk = '' OR (a.floor >= p.lo AND a.floor < p.hi)
+GROUP BY g ORDER BY repriced - charged DESC, g
+SETTINGS join_use_nulls = 0"""
+
+
 def reprice(
     store: Any, book: Any, *, since: datetime, until: datetime, now: datetime, prices: str = "current",
     model: str | None = None, by: str = "model",
 ) -> list[RepriceRow]:  # fmt: skip
     versions, by_model = prepare(store, book, prices, now)
-    where = "s.timestamp >= {since:DateTime64(6, 'UTC')} AND s.timestamp < {until:DateTime64(6, 'UTC')}"
-    if model:
-        where += " AND (s.request_model = {model:String} OR s.response_model = {model:String})"
-    inner = reprice_sql(store.table("spans"), store.table("prices"), by_model=by_model, where=where)
-    sql = f"""SELECT {GROUPS[by]} AS g, count() AS n,
-    sumIf(ifNull(cost_usd, 0), repriced_cost_usd IS NOT NULL) AS charged,
-    sumIf(ifNull(repriced_cost_usd, 0), repriced_cost_usd IS NOT NULL) AS repriced,
-    countIf(repriced_cost_usd IS NULL) AS unpriced
-FROM ({inner}) GROUP BY g ORDER BY repriced - charged DESC, g"""
-    params = {"versions": versions, "at": now, "since": since, "until": until, "model": model or ""}
-    return [
-        RepriceRow(str(g), int(n), Decimal(c), Decimal(r), int(u)) for g, n, c, r, u in store.rows(sql, params)
+    params: dict[str, Any] = {"versions": versions, "at": now, "since": since, "until": until, "model": model or ""}
+    floors = [
+        int(r[0])
+        for r in store.rows(
+            f"SELECT DISTINCT min_input_tokens FROM {store.table('prices')} WHERE version IN {{versions:Array(String)}}", params
+        )
     ]
+    where = "timestamp >= {since:DateTime64(6, 'UTC')} AND timestamp < {until:DateTime64(6, 'UTC')}"
+    if model:
+        where += " AND (request_model = {model:String} OR response_model = {model:String})"
+    sql = aggregate_sql(store.table("spans"), store.table("prices"), by_model=by_model, group=GROUPS[by], floors=floors, where=where)
+    return [RepriceRow(str(g), int(n), Decimal(c), Decimal(r), int(u)) for g, n, c, r, u in store.rows(sql, params)]
 
 
 def create_view(store: Any, book: Any, now: datetime) -> None:
     """``spans_repriced``: every model-call span with ``repriced_cost_usd`` at the current prices
     (made again by ``tokentrail prices sync`` when the prices change)."""
     versions = [genai_version()] + ([book.overrides_version] if book.overrides else [])
-    inner = reprice_sql(store.table("spans"), store.table("prices"), by_model=False)
+    inner = reprice_sql(store.table("spans"), store.table("prices"), by_model=False, columns="*").replace(
+        "SELECT s.*,", "SELECT s.* EXCEPT (_price_key),"
+    )
     at = now.strftime("%Y-%m-%d %H:%M:%S")
     vs = "[" + ", ".join("'" + v.replace("'", "\\'") + "'" for v in versions) + "]"
     inner = inner.replace("{versions:Array(String)}", vs).replace("{at:DateTime64(6, 'UTC')}", f"toDateTime64('{at}', 6, 'UTC')")
