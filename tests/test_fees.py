@@ -16,7 +16,14 @@ from genai_prices import Usage as GPUsage
 from genai_prices import calc_price
 from langchain_anthropic import ChatAnthropic
 from langchain_openai import ChatOpenAI
-from mock_providers import CREATED, LoopbackServer, Reply, anthropic_message, anthropic_stream_events, openai_chat_completion
+from mock_providers import (
+    CREATED,
+    LoopbackServer,
+    Reply,
+    anthropic_message,
+    anthropic_stream_events,
+    openai_chat_completion,
+)
 
 import tokentrail
 from tokentrail import semconv as sc

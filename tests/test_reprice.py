@@ -16,7 +16,7 @@ from clocks import FixedClock
 from tokentrail.cli import main
 from tokentrail.clock import now as clock_now
 from tokentrail.config import resolve
-from tokentrail.pricing import PriceBook, parse_overrides
+from tokentrail.pricing import PriceBook
 from tokentrail.pricing import ids as price_ids
 from tokentrail.pricing.table import sync
 from tokentrail.reprice import create_view, reprice

@@ -111,6 +111,8 @@ class RepriceRow:
 
 
 GROUPS = {"model": "if(response_model != '', response_model, request_model)", "user": "user_id", "feature": "feature"}
+# the columns each grouping reads (grouped by first: an expression over them is computed on the sums)
+GROUP_COLUMNS = {GROUPS["model"]: "response_model, request_model", "user_id": "user_id", "feature": "feature"}
 
 
 def file_version(path: Path) -> str:
@@ -157,17 +159,21 @@ def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, floors
         f"+ if({p}has_reasoning_mtok, {p}reasoning_mtok * toInt64(a.rs), 0) "
         f"+ ({p}web_search_kcount * toInt64(a.ws) + {p}requests_kcount * toInt64(a.n)) * 1000"
     )
+    def part(cond: str, key: str, keys: str) -> str:
+        return f"""SELECT {group} AS g, {key} AS jk, floor, n, charged, inp, out, cr, cw, cw1h, rs, ws
+    FROM (SELECT {keys}, roundDown(input_tokens, {floor_list}) AS floor, {sums}
+          FROM {spans} AS s WHERE operation != '' AND cost_status != 'no_usage' AND ({cond}) AND ({where})
+          GROUP BY {keys}, floor)"""
+
+    group_cols = GROUP_COLUMNS[group]
+    # spans with a price id (nearly all) are grouped by it alone; older ones by what names their price
+    priced = part("price_id != ''", "toString(price_id)", f"{group_cols}, price_id")
+    older = part("price_id = ''", legacy, f"{group_cols}, provider, response_model, request_model, service_tier")
     return f"""SELECT a.g AS g, sum(a.n) AS n,
     sumIf(a.charged, p.jk != '') AS charged,
     CAST(roundBankers(sumIf(toDecimal128({tokens}, 12), p.jk != '') / 1000000, 9) AS Decimal(38, 9)) AS repriced,
     sumIf(a.n, p.jk = '') AS unpriced
-FROM (
-    SELECT g, if(price_id != '', toString(price_id), {legacy}) AS jk, floor, n, charged, inp, out, cr, cw, cw1h, rs, ws
-    FROM (SELECT {group} AS g, price_id, provider, response_model, request_model, service_tier,
-                 roundDown(input_tokens, {floor_list}) AS floor, {sums}
-          FROM {spans} AS s WHERE operation != '' AND cost_status != 'no_usage' AND ({where})
-          GROUP BY g, price_id, provider, response_model, request_model, service_tier, floor)
-) AS a
+FROM ({priced} UNION ALL {older}) AS a
 LEFT JOIN ({target_prices_sql(prices, by_model=by_model)}) AS p ON p.jk = a.jk
 WHERE p.jk = '' OR (a.floor >= p.lo AND a.floor < p.hi)
 GROUP BY g ORDER BY repriced - charged DESC, g

@@ -104,11 +104,11 @@ def _tier_of_sum(a: str, b: str) -> str:
     return a if a == b or not b else b if not a else "mixed"
 
 
-def usage_attributes(u: Usage) -> dict[str, int | bool | list[str]]:
+def usage_attributes(u: Usage) -> dict[str, int | bool | str | list[str]]:
     """Span attributes for a usage. Input and output are always set; the subsets and the
     estimated and invalid flags only when non-zero / true, to keep spans lean (a missing one
     reads as 0)."""
-    attrs: dict[str, int | bool | list[str]] = {
+    attrs: dict[str, int | bool | str | list[str]] = {
         sc.GEN_AI_USAGE_INPUT_TOKENS: u.input_tokens,
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: u.output_tokens,
     }

@@ -34,7 +34,15 @@ from .. import semconv as sc
 from ..price_memo import MISS, PlanMemo, custom_prices_active
 from ..providers import UNKNOWN, genai_prices_provider_id, infer_provider
 from ..usage import Usage
-from .ids import STANDARD, breakpoints, genai_price_id, genai_version, override_price_id, period_start, tier_of
+from .ids import (
+    STANDARD,
+    breakpoints,
+    genai_price_id,
+    genai_version,
+    override_price_id,
+    period_start,
+    tier_of,
+)
 from .money import CTX, NO_USAGE, Cost, q, unpriced
 from .overrides import PriceOverride, override_cost
 from .plan import Plan, genai_usage, make_plan, plan_cost, price_context, units

@@ -78,7 +78,7 @@ def describe(book: PriceBook, model: str, provider: str | None, when: datetime) 
     found = book.override(model)
     if found is not None:
         key, ov = found
-        tiers = {
+        tier_overrides = {
             name.split("@", 1)[1]: {"input_per_mtok": o.input_per_mtok, "output_per_mtok": o.output_per_mtok}
             for name, o in book.overrides.items()
             if name.lower().startswith(key.lower() + "@")
@@ -96,7 +96,7 @@ def describe(book: PriceBook, model: str, provider: str | None, when: datetime) 
             cache_write_per_mtok=ov.cache_write,
             cache_write_1h_per_mtok=ov.cache_write_1h,
             fees=fees,
-            service_tiers=tiers,
+            service_tiers=tier_overrides,
             conditions=[f"GPU hour: {', '.join(f'{k}={v}' for k, v in ov.gpu)}"] if ov.gpu else [],
         )
         return out

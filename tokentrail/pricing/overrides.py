@@ -156,7 +156,10 @@ def _parse_one(model: str, table: Any) -> PriceOverride:
             input_tokens_per_second=values.get("input_tokens_per_second"),
             gpu_count=values.get("gpu_count", 1),
         )
-        return PriceOverride(base.input_per_mtok, base.output_per_mtok, gpu=base.gpu, **fees)
+        return PriceOverride(
+            base.input_per_mtok, base.output_per_mtok, web_search_per_k=fees["web_search_per_k"],
+            request_usd=fees["request_usd"], gpu=base.gpu,
+        )  # fmt: skip
     for required in ("input_per_mtok", "output_per_mtok"):
         if required not in table:
             raise ConfigError(
@@ -170,7 +173,8 @@ def _parse_one(model: str, table: Any) -> PriceOverride:
         cache_read_per_mtok=_optional(model, table, "cache_read_per_mtok"),
         cache_write_per_mtok=_optional(model, table, "cache_write_per_mtok"),
         cache_write_1h_per_mtok=_optional(model, table, "cache_write_1h_per_mtok"),
-        **fees,
+        web_search_per_k=fees["web_search_per_k"],
+        request_usd=fees["request_usd"],
     )
 
 
