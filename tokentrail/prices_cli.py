@@ -17,8 +17,8 @@ _PRICE_ROWS = (
     ("input_per_mtok", "input"),
     ("output_per_mtok", "output"),
     ("cache_read_per_mtok", "cache read"),
-    ("cache_write_per_mtok", "cache write (5 min)"),
-    ("cache_write_1h_per_mtok", "cache write (1 hour)"),
+    ("cache_write_per_mtok", "cache write"),
+    ("cache_write_1h_per_mtok", "cache write 1h"),
 )
 _FEE_ROWS = {"web_search_per_k": "web searches $/1,000", "request_per_k": "requests $/1,000", "request_usd": "per request $"}
 
