@@ -46,6 +46,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/row_encoding.py
 	$(BIN)/python bench/dashboard_queries.py
 	$(BIN)/python bench/ledger_load.py
+	$(BIN)/python bench/reprice.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -98,7 +98,7 @@ def test_upgrade_of_an_embedded_store_made_by_tokentrail_0_1(tt_home: Path) -> N
         old.close()
     forget_schemas()
     with open_store(settings) as store:
-        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
         assert not store.rollups  # the embedded store has none (its readers ingest the spool first)
         ddl = store.rows("SELECT create_table_query FROM system.tables WHERE database = 'tokentrail' AND name = 'spans'")[0][0]
         assert "`timestamp` DateTime64(6, 'UTC') CODEC(Delta(8), ZSTD(1))" in ddl and "CODEC(T64, ZSTD(1))" in ddl
@@ -109,12 +109,12 @@ def test_upgrade_of_an_embedded_store_made_by_tokentrail_0_1(tt_home: Path) -> N
         old_migrate(client)
         old_insert(client, "tokentrail", _payload(20, "b"), "old-b")
         old_insert(client, "tokentrail", _payload(20, "b"), "old-b")  # its retry: stored once
-        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
         assert store.rows("SELECT count() FROM tokentrail.spans WHERE team = 'legacy'") == [(50,)]
         assert queries.totals(store, Filters(team="legacy"), now=NOW).calls == 50
     forget_schemas()
     with open_store(settings) as store:  # a new process: nothing to apply, nothing recorded twice
-        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
 
 
 def test_upgrade_of_a_server_made_by_tokentrail_0_1(ch_server: Any, tt_home: Path) -> None:
@@ -122,7 +122,7 @@ def test_upgrade_of_a_server_made_by_tokentrail_0_1(ch_server: Any, tt_home: Pat
     old_insert(client, db, _payload(30, "a"), "old-a")
     forget_schemas()
     with open_store(settings, ingest=False) as store:
-        assert store.rollups and _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        assert store.rollups and _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
         _equal_figures(store)  # the rollups were filled from what the old version wrote
         old_migrate(client, db)  # the old version keeps running
         old_insert(client, db, _payload(20, "b"), "old-b")
@@ -170,7 +170,7 @@ def test_upgrade_of_a_server_while_an_old_version_writes(ch_server: Any, tt_home
     with open_store(settings, ingest=False) as store:
         assert store.rows(f"SELECT count(), uniqExact(span_id) FROM {db}.spans WHERE team = 'legacy'") == [(10 * len(sent), 10 * len(sent))]
         _equal_figures(store)
-        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        assert _recorded(store) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]
         assert not store.rows(f"SELECT name FROM system.tables WHERE database = '{db}' AND name = '{SNAPSHOT}'")
         ddl = store.rows(f"SELECT create_table_query FROM system.tables WHERE database = '{db}' AND name = 'spans'")[0][0]
         assert "max_parts_in_total" not in ddl  # inserts are let in again

@@ -48,7 +48,23 @@ EXPECTED_SPANS_COLUMNS = {
     "error_type": "String",
     "time_to_first_token_ms": "Nullable(Float64)",
     "attributes": "Map(String, String)",
+    # migration 5
+    "cache_write_1h_tokens": "UInt64",
+    "web_search_requests": "UInt64",
+    "service_tier": "LowCardinality(String)",
+    "fees_usd": "Nullable(Decimal(18, 9))",
+    "price_id": "LowCardinality(String)",
+    "price_version": "LowCardinality(String)",
 }
+EXPECTED_PRICES_COLUMNS = {
+    "price_id": "String", "version": "LowCardinality(String)", "source": "LowCardinality(String)",
+    "provider": "LowCardinality(String)", "model": "String", "match_rule": "String", "tier": "LowCardinality(String)",
+    "conditions": "String", "valid_from": "DateTime64(6, 'UTC')", "valid_to": "DateTime64(6, 'UTC')",
+    "min_input_tokens": "UInt64", "input_mtok": "Nullable(Decimal(38, 12))", "output_mtok": "Nullable(Decimal(38, 12))",
+    "cache_read_mtok": "Nullable(Decimal(38, 12))", "cache_write_mtok": "Nullable(Decimal(38, 12))",
+    "cache_write_1h_mtok": "Nullable(Decimal(38, 12))", "reasoning_mtok": "Nullable(Decimal(38, 12))",
+    "web_search_kcount": "Nullable(Decimal(38, 12))", "requests_kcount": "Nullable(Decimal(38, 12))",
+}  # fmt: skip
 
 
 def _row(span_id: str, cost: str | None = "0.000000001") -> dict:
@@ -73,6 +89,9 @@ def test_migrations_give_the_public_schema(tt_home: Path) -> None:
         applied = store.rows("SELECT number, name FROM tokentrail.migrations ORDER BY number")
         assert [a[0] for a in applied] == [m.number for m in MIGRATIONS]
         assert [a[0] for a in applied] == list(range(1, len(MIGRATIONS) + 1))  # numbered, no gaps
+        prices = {r[0]: r[1] for r in store.rows("DESCRIBE TABLE tokentrail.prices")}
+        for name, type_ in EXPECTED_PRICES_COLUMNS.items():
+            assert prices.get(name) == type_, name
         events = {r[0] for r in store.rows("DESCRIBE TABLE tokentrail.budget_events")}
         assert {"timestamp", "budget", "event", "spent_usd", "limit_usd"} <= events
     # reopening applies nothing twice

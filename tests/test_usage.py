@@ -154,7 +154,7 @@ def test_anthropic_bare_counts_need_the_provider_hint() -> None:
     assert from_mapping({"input_tokens": 10, "output_tokens": 3}, "anthropic") == Usage(10, 3)
     # cache writes split by TTL only
     body = {"input_tokens": 5, "output_tokens": 1, "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 20}}
-    assert from_mapping(body) == Usage(125, 1, cache_write_tokens=120)
+    assert from_mapping(body) == Usage(125, 1, cache_write_tokens=120, cache_write_1h_tokens=20)
 
 
 def test_gemini_output_adds_thoughts() -> None:
@@ -270,7 +270,7 @@ def test_langchain_anthropic_ttl_split_cache_writes() -> None:
             "ephemeral_1h_input_tokens": 500,
         },
     }
-    assert from_langchain_message(AIMessage("x", usage_metadata=um)) == Usage(1525, 10, cache_write_tokens=1500)
+    assert from_langchain_message(AIMessage("x", usage_metadata=um)) == Usage(1525, 10, cache_write_tokens=1500, cache_write_1h_tokens=500)
 
 
 def test_message_without_usage_metadata_falls_back_to_response_metadata() -> None:

@@ -26,6 +26,7 @@ logger = logging.getLogger("tokentrail.pricing")
 
 MISS = object()
 _KEEP_DAYS = 7
+_FORMAT = 2  # 2: plans with one-hour cache writes, web searches and their price id
 Key = tuple[str, "str | None", date]
 
 
@@ -51,7 +52,7 @@ def _key(k: Key) -> str:
 
 
 def _encode_price(price: Any) -> Any:
-    from .pricing import _Tiers
+    from .pricing.plan import Tiers as _Tiers
 
     if isinstance(price, _Tiers):
         return {"base": str(price.base), "tiers": [[start, str(p)] for start, p in price.tiers]}
@@ -59,7 +60,7 @@ def _encode_price(price: Any) -> Any:
 
 
 def _decode_price(raw: Any) -> Any:
-    from .pricing import _Tiers
+    from .pricing.plan import Tiers as _Tiers
 
     if isinstance(raw, dict):
         return _Tiers(Decimal(raw["base"]), tuple((int(start), Decimal(p)) for start, p in raw["tiers"]))
@@ -77,11 +78,13 @@ def encode(value: tuple[str, Any] | None) -> Any:
         "cache_read": plan.prices_cache_read,
         "cache_write": plan.prices_cache_write,
         "reasoning": plan.prices_reasoning,
+        "cache_write_1h": plan.prices_cache_write_1h,
+        "price_id": plan.price_id,
     }
 
 
 def decode(raw: Any) -> tuple[str, Any] | None:
-    from .pricing import _Plan
+    from .pricing.plan import Plan as _Plan
 
     if raw is None:
         return None
@@ -91,6 +94,8 @@ def decode(raw: Any) -> tuple[str, Any] | None:
         prices_cache_read=bool(raw["cache_read"]),
         prices_cache_write=bool(raw["cache_write"]),
         prices_reasoning=bool(raw["reasoning"]),
+        prices_cache_write_1h=bool(raw["cache_write_1h"]),
+        price_id=str(raw["price_id"]),
     )
     return str(raw["source"]), plan
 
@@ -113,7 +118,7 @@ class PlanMemo:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        if not isinstance(data, dict) or data.get("genai_prices") != self.version:
+        if not isinstance(data, dict) or data.get("genai_prices") != self.version or data.get("format") != _FORMAT:
             return {}
         plans = data.get("plans")
         return plans if isinstance(plans, dict) else {}
@@ -163,7 +168,7 @@ class PlanMemo:
             merged = {k: v for k, v in merged.items() if k.rsplit("\t", 1)[-1] >= oldest}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_text(json.dumps({"genai_prices": self.version, "plans": merged}, separators=(",", ":")))
+            tmp.write_text(json.dumps({"genai_prices": self.version, "format": _FORMAT, "plans": merged}, separators=(",", ":")))
             os.replace(tmp, self.path)
         except Exception as e:  # a cache: pricing works without it
             logger.debug("tokentrail: could not save the price memo at %s: %s", self.path, e)

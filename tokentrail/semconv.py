@@ -64,3 +64,11 @@ CACHE_HIT_SAVED_USD = "tokentrail.cache_hit.saved_usd"
 RETRIES = "tokentrail.retries"
 RETRIEVAL_DOCUMENTS = "tokentrail.retrieval.documents"
 INCOMPLETE = "tokentrail.incomplete"  # a span ended by the safety net, not by the framework
+
+# fees and the price used (issue 14)
+USAGE_CACHE_WRITE_1H_TOKENS = "tokentrail.usage.cache_write_1h_tokens"
+USAGE_WEB_SEARCH_REQUESTS = "tokentrail.usage.web_search_requests"
+SERVICE_TIER = "tokentrail.service_tier"  # as the response reports it: flex, priority, batch
+COST_FEES_USD = "tokentrail.cost.fees_usd"  # per-request and per-search fees, part of cost.usd
+PRICE_ID = "tokentrail.price.id"  # the row of tokentrail.prices that priced the call
+PRICE_VERSION = "tokentrail.price.version"  # e.g. "genai-prices 0.2.3"

@@ -38,11 +38,13 @@ __all__ = [
     "Usage",
     "cost_or_none",
     "count_or_none",
+    "count_web_searches",
     "from_langchain_message",
     "from_langchain_result",
     "from_mapping",
     "is_langchain_cache_hit",
     "usage_attributes",
+    "with_response_fees",
 ]
 
 
@@ -58,6 +60,12 @@ class Usage:
     estimated: bool = False  # True when a tokenizer counted, not the provider
     # counts the provider sent that were not counts ("prompt_tokens=-5"): dropped to 0
     invalid: tuple[str, ...] = ()
+    # fees (issue 14): the part of cache_write_tokens written for one hour (Anthropic's
+    # cache_creation.ephemeral_1h_input_tokens), server-side web searches (billed per search),
+    # and the service tier the response reports ("flex", "priority", "batch"; "" = standard)
+    cache_write_1h_tokens: int = 0
+    web_search_requests: int = 0
+    service_tier: str = ""
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -70,6 +78,9 @@ class Usage:
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             estimated=self.estimated or other.estimated,
             invalid=_merge(self.invalid, other.invalid),
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
+            service_tier=_tier_of_sum(self.service_tier, other.service_tier),
         )
 
     @property
@@ -81,6 +92,7 @@ class Usage:
             or self.cache_read_tokens
             or self.cache_write_tokens
             or self.reasoning_tokens
+            or self.web_search_requests
         )
 
     @property
@@ -88,11 +100,15 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
 
-def usage_attributes(u: Usage) -> dict[str, int | bool | list[str]]:
+def _tier_of_sum(a: str, b: str) -> str:
+    return a if a == b or not b else b if not a else "mixed"
+
+
+def usage_attributes(u: Usage) -> dict[str, int | bool | str | list[str]]:
     """Span attributes for a usage. Input and output are always set; the subsets and the
     estimated and invalid flags only when non-zero / true, to keep spans lean (a missing one
     reads as 0)."""
-    attrs: dict[str, int | bool | list[str]] = {
+    attrs: dict[str, int | bool | str | list[str]] = {
         sc.GEN_AI_USAGE_INPUT_TOKENS: u.input_tokens,
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: u.output_tokens,
     }
@@ -102,6 +118,12 @@ def usage_attributes(u: Usage) -> dict[str, int | bool | list[str]]:
         attrs[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = u.cache_write_tokens
     if u.reasoning_tokens:
         attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = u.reasoning_tokens
+    if u.cache_write_1h_tokens:
+        attrs[sc.USAGE_CACHE_WRITE_1H_TOKENS] = u.cache_write_1h_tokens
+    if u.web_search_requests:
+        attrs[sc.USAGE_WEB_SEARCH_REQUESTS] = u.web_search_requests
+    if u.service_tier:
+        attrs[sc.SERVICE_TIER] = u.service_tier
     if u.estimated:
         attrs[sc.USAGE_ESTIMATED] = True
     if u.invalid:
@@ -361,7 +383,7 @@ def from_mapping(d: Mapping[str, Any] | Any, provider: str | None = None) -> Usa
         if inner is not None and inner is not d:
             found = from_mapping(inner, provider)
             if found is not None:
-                return found
+                return with_response_fees(found, m)
     return None
 
 
@@ -392,7 +414,7 @@ def _langchain(m: Mapping[str, Any]) -> Usage:
         inp += cache_read + cache_write
     if _excludes(total_i, out, reasoning, inp):
         out += reasoning
-    return _make(inp, out, cache_read, cache_write, reasoning)
+    return _with_fees(_make(inp, out, cache_read, cache_write, reasoning), m, _get(itd, "ephemeral_1h_input_tokens"))
 
 
 def _openai_chat(m: Mapping[str, Any], p: str) -> Usage:
@@ -478,7 +500,62 @@ def _input_output(m: Mapping[str, Any], p: str) -> Usage:
     # Anthropic: input_tokens excludes both cache reads and cache writes; output includes
     # thinking (output_tokens_details.thinking_tokens is a breakdown, not an addition)
     reasoning = _get(otd, "thinking_tokens", "reasoning_tokens")
-    return _make(inp + cache_read + cache_write, out, cache_read, cache_write, reasoning)
+    usage = _make(inp + cache_read + cache_write, out, cache_read, cache_write, reasoning)
+    return _with_fees(usage, m, _get(_sub(m, "cache_creation"), "ephemeral_1h_input_tokens"))
+
+
+def _with_fees(u: Usage, m: Mapping[str, Any], cache_write_1h: int = 0) -> Usage:
+    """The fee fields a usage payload carries: the one-hour part of the cache writes, server
+    tool calls (Anthropic's ``server_tool_use.web_search_requests``) and the service tier
+    (Anthropic's ``usage.service_tier``: standard, priority, batch)."""
+    searches = _get(_sub(m, "server_tool_use"), "web_search_requests")
+    tier = _tier(m.get("service_tier"))
+    if not (cache_write_1h or searches or tier):
+        return u
+    return replace(
+        u,
+        cache_write_1h_tokens=min(cache_write_1h, u.cache_write_tokens),
+        web_search_requests=searches or u.web_search_requests,
+        service_tier=tier or u.service_tier,
+    )
+
+
+# tiers billed at the standard price, whatever the provider calls them
+_STANDARD_TIERS = frozenset({"", "standard", "default", "auto", "on_demand"})
+
+
+def _tier(value: Any) -> str:
+    """A service tier as reported ("flex", "priority", "batch"); "" for the standard one."""
+    if not isinstance(value, str):
+        return ""
+    tier = value.strip().lower()
+    return "" if tier in _STANDARD_TIERS or len(tier) > 32 else tier
+
+
+def count_web_searches(output: Any) -> int:
+    """Web searches a response made: OpenAI responses' ``web_search_call`` output items (also
+    as LangChain content blocks), each billed as one search."""
+    if not isinstance(output, (list, tuple)):
+        return 0
+    n = 0
+    for item in output:
+        kind = item.get("type") if isinstance(item, Mapping) else getattr(item, "type", None)
+        if kind == "web_search_call":
+            n += 1
+    return n
+
+
+def with_response_fees(u: Usage | None, body: Any) -> Usage | None:
+    """`u` with the fees a response body reports beside its usage: OpenAI's top-level
+    ``service_tier`` and its responses' ``web_search_call`` output items."""
+    if u is None or body is None:
+        return u
+    get = body.get if isinstance(body, Mapping) else (lambda k: getattr(body, k, None))
+    tier = _tier(get("service_tier"))
+    searches = count_web_searches(get("output"))
+    if not (tier and not u.service_tier) and not (searches and not u.web_search_requests):
+        return u
+    return replace(u, service_tier=u.service_tier or tier, web_search_requests=u.web_search_requests or searches)
 
 
 # -- LangChain -------------------------------------------------------------------------------
@@ -509,18 +586,38 @@ def from_langchain_message(msg: Any) -> Usage | None:
         if m is not None:
             found = _langchain(m)
             if not found.is_empty:
-                return found
+                return _message_fees(found, msg, rm)
     if rm:
         for key in ("token_usage", "usage", "usage_metadata", "amazon-bedrock-invocationMetrics"):
             if rm.get(key):
                 other = from_mapping(rm[key], hint)
                 if other is not None:
-                    return other if (found is None or not other.is_empty) else found
+                    return _message_fees(other if (found is None or not other.is_empty) else found, msg, rm)
         # Ollama (prompt_eval_count/eval_count) and others put counts at the top level
         other = from_mapping({k: v for k, v in rm.items() if k not in _WRAPPER_KEYS}, hint)
         if other is not None:
             return other if (found is None or not other.is_empty) else found
     return found
+
+
+def _message_fees(u: Usage, msg: Any, rm: Mapping[str, Any] | None) -> Usage:
+    """Fees LangChain leaves out of usage_metadata: the raw usage in response_metadata
+    (langchain-anthropic: ``usage.server_tool_use``, ``usage.service_tier``), the response's
+    ``service_tier`` (langchain-openai), web_search_call blocks (OpenAI responses)."""
+    if rm:
+        raw = _as_mapping(rm.get("usage"))
+        if raw:
+            u = _with_fees(u, raw, u.cache_write_1h_tokens or _get(_sub(raw, "cache_creation"), "ephemeral_1h_input_tokens"))
+        u = with_response_fees(u, rm) or u
+    if not u.web_search_requests:
+        searches = count_web_searches(getattr(msg, "content", None))
+        if not searches:
+            extra = getattr(msg, "additional_kwargs", None)
+            if isinstance(extra, Mapping):
+                searches = count_web_searches(extra.get("tool_outputs"))
+        if searches:
+            u = replace(u, web_search_requests=searches)
+    return u
 
 
 def _gen_message_usage(gen: Any) -> Usage | None:

@@ -70,12 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=report.run)
 
-    p = sub.add_parser("prices", parents=[common], help="the price that would be used for a model, and its source")
+    p = sub.add_parser("prices", parents=[common], help="a model's prices (tiers, fees, source, version); `prices sync` stores them")
     p.add_argument("model")
     p.add_argument("--provider", help="openai, anthropic, gcp.gemini, aws.bedrock, ... (default: inferred)")
     p.add_argument("--at", metavar="DATE", help="price valid at this date (default now)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--force", action="store_true", help="with sync: store the rows again")
     p.set_defaults(func=prices.run)
+
+    p = sub.add_parser("reprice", parents=[common], help="the same usage at other prices: the difference per model, user, feature")
+    p.add_argument("--since", metavar="WHEN", default="30d", help="7d, 30d or a date (default 30d)")
+    p.add_argument("--until", metavar="WHEN", help="same forms as --since (default now)")
+    p.add_argument("--prices", default="current", metavar="current|FILE", help="today's prices, or a TOML file of [prices.\"<model>\"] tables")
+    p.add_argument("--model", help="only this model")
+    p.add_argument("--by", choices=("model", "user", "feature"), help="one grouping (default: all three)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=prices.cmd_reprice)
 
     p = sub.add_parser("ingest", parents=[common], help="drain the spool into the store now")
     p.add_argument("--retry-rejected", action="store_true", help="first put the files set aside in spool/rejected back")

@@ -42,6 +42,9 @@ _COLUMN_ATTRS: dict[str, str] = {
     sc.GEN_AI_RESPONSE_MODEL: "response_model",
     sc.COST_STATUS: "cost_status",
     sc.ERROR_TYPE: "error_type",
+    sc.SERVICE_TIER: "service_tier",
+    sc.PRICE_ID: "price_id",
+    sc.PRICE_VERSION: "price_version",
 }
 _INT_ATTRS: dict[str, str] = {
     sc.GEN_AI_USAGE_INPUT_TOKENS: "input_tokens",
@@ -49,11 +52,14 @@ _INT_ATTRS: dict[str, str] = {
     sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: "cache_read_tokens",
     sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: "cache_write_tokens",
     sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: "reasoning_tokens",
+    sc.USAGE_CACHE_WRITE_1H_TOKENS: "cache_write_1h_tokens",
+    sc.USAGE_WEB_SEARCH_REQUESTS: "web_search_requests",
 }
 _DECIMAL_ATTRS: dict[str, str] = {
     sc.COST_USD: "cost_usd",
     sc.COST_INPUT_USD: "input_cost_usd",
     sc.COST_OUTPUT_USD: "output_cost_usd",
+    sc.COST_FEES_USD: "fees_usd",
 }
 
 

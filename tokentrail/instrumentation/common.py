@@ -58,6 +58,11 @@ def cost_attributes(cost: Cost) -> dict[str, Any]:
         attrs[sc.COST_INPUT_USD] = format(cost.input_usd, "f")
     if cost.output_usd is not None:
         attrs[sc.COST_OUTPUT_USD] = format(cost.output_usd, "f")
+    if cost.fees_usd:
+        attrs[sc.COST_FEES_USD] = format(cost.fees_usd, "f")
+    if cost.price_id:  # which price was used (issue 14): the as-charged ledger
+        attrs[sc.PRICE_ID] = cost.price_id
+        attrs[sc.PRICE_VERSION] = cost.price_version
     return attrs
 
 

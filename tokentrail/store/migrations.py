@@ -65,6 +65,7 @@ class Table:
 class Alter:
     table: str
     file: str
+    distributed: bool = False  # adds columns: the Distributed table of a cluster gets them too
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(4, "create lost_spans", (Table("lost_spans", "004_lost_spans.sql", "cityHash64(record_id)"),)),
+    Migration(
+        5,
+        "prices, spans' price columns",
+        (Alter("spans", "005_spans_prices.sql", distributed=True), Table("prices", "005_prices.sql", "cityHash64(price_id)")),
+    ),
 )
 
 # table -> the day a row belongs to, for the retention TTL: the same day on every table, so a
@@ -218,6 +224,8 @@ class _Node:
 
     def alter(self, a: Alter) -> None:
         self.command(sql_file(a.file, table=self.q(a.table)))
+        if self.cluster and a.distributed:
+            self.command(sql_file(a.file, table=f"`{self.db}`.{a.table}"))
 
     def build_views(self, m: Migration, *, exclusive: bool, wait: float, stale_after: float) -> bool:
         """Create the views and fill their tables from the spans already stored, in one process

@@ -41,6 +41,16 @@ SPANS_COLUMNS: dict[str, str] = {
     "attributes": "Map(String, String)",
 }
 
+# migration 5: the price that charged the span, and the fee counts a re-pricing needs
+PRICE_COLUMNS: dict[str, str] = {
+    "cache_write_1h_tokens": "UInt64",
+    "web_search_requests": "UInt64",
+    "service_tier": "LowCardinality(String)",
+    "fees_usd": "Nullable(Decimal(18, 9))",
+    "price_id": "LowCardinality(String)",
+    "price_version": "LowCardinality(String)",
+}
+
 # The migration that creates the rollups: a reader uses them only once it is recorded.
 ROLLUPS = 3
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...tokens import count_messages, count_tokens
-from ...usage import Usage, from_mapping
+from ...usage import Usage, from_mapping, with_response_fees
 
 __all__ = ["estimate", "max_usage", "raw_model", "raw_usage", "response_text", "response_usage"]
 
@@ -32,7 +32,8 @@ def raw_usage(raw: Any, provider: str | None) -> Usage | None:
         return None
     usage = _get(raw, "usage")
     if usage is not None:
-        return from_mapping(usage, provider)
+        # the response's service_tier and web_search_call items sit beside its usage
+        return with_response_fees(from_mapping(usage, provider), raw)
     message = _get(raw, "message")
     if message is not None and not isinstance(message, str):
         usage = _get(message, "usage")
@@ -80,6 +81,9 @@ def max_usage(a: Usage | None, b: Usage | None) -> Usage | None:
         cache_write_tokens=max(a.cache_write_tokens, b.cache_write_tokens),
         reasoning_tokens=max(a.reasoning_tokens, b.reasoning_tokens),
         estimated=a.estimated and b.estimated,
+        cache_write_1h_tokens=max(a.cache_write_1h_tokens, b.cache_write_1h_tokens),
+        web_search_requests=max(a.web_search_requests, b.web_search_requests),
+        service_tier=a.service_tier or b.service_tier,
     )
 
 
