@@ -13,7 +13,7 @@ from .. import clock
 from . import common, output
 from .common import EXIT_OK, EXIT_RUNTIME
 
-__all__ = ["cmd_prices", "cmd_reprice", "cmd_sync"]
+__all__ = ["run", "cmd_reprice", "cmd_sync"]
 
 _PRICE_ROWS = (
     ("input_per_mtok", "input"),
