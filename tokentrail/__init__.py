@@ -54,10 +54,15 @@ def configure(
     retention_days: int | None = None,
     cluster: str | None = None,
     config_file: str | None = None,
+    otlp_endpoint: str | None = None,
+    cost_attributes_draft: bool | None = None,
+    additional_span_processors: Sequence[Any] = (),
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
     variable (TOKENTRAIL_CLICKHOUSE_URL, TOKENTRAIL_HOME, TOKENTRAIL_PROJECT, ...), then to
-    tokentrail.toml, then to the default. A bad value raises ConfigError (one line)."""
+    tokentrail.toml, then to the default. A bad value raises ConfigError (one line).
+    `additional_span_processors` are added to tokentrail's TracerProvider (logfire's name);
+    `otlp_endpoint` (or OTEL_EXPORTER_OTLP_ENDPOINT) sends its spans over OTLP/HTTP too."""
     from . import runtime
 
     rt = runtime.configure(
@@ -73,6 +78,9 @@ def configure(
         webhook_url=webhook_url,
         retention_days=retention_days,
         cluster=cluster,
+        otlp_endpoint=otlp_endpoint,
+        cost_attributes_draft=cost_attributes_draft,
+        span_processors=tuple(additional_span_processors),
     )
     _warm_up(rt)
     return rt

@@ -77,6 +77,11 @@ class Settings:
     sql_max_rows: int = 1_000_000
     retention_days: int | None = None
     cluster: str | None = None
+    # interop (tokentrail/interop, exporters/otlp.py): an OTLP/HTTP endpoint that also gets
+    # tokentrail's spans (None: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT if set), and the draft
+    # gen_ai.usage.cost.amount/.currency/.source attributes (semantic-conventions PR #443)
+    otlp_endpoint: str | None = None
+    cost_attributes_draft: bool = False
     config_file: Path | None = None
 
     @property
@@ -138,6 +143,8 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
     "sql_max_rows": ("TOKENTRAIL_SQL_MAX_ROWS", "count"),
     "retention_days": ("TOKENTRAIL_RETENTION_DAYS", "days"),
     "cluster": ("TOKENTRAIL_CLUSTER", "identifier"),
+    "otlp_endpoint": ("TOKENTRAIL_OTLP_ENDPOINT", "otlp"),
+    "cost_attributes_draft": ("TOKENTRAIL_COST_ATTRIBUTES_DRAFT", "bool"),
 }
 ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
 
@@ -242,6 +249,12 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ConfigError(where, f"{value!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
         return value
+    if kind == "otlp":
+        if value in (None, ""):
+            return None
+        if value == "none" or (isinstance(value, str) and value.startswith(("http://", "https://"))):
+            return value
+        raise ConfigError(where, f"{value!r} is not an http(s) URL", "give the OTLP/HTTP endpoint, e.g. http://localhost:4318 (or none)")
     if kind == "seconds":
         try:
             seconds = float(value) if not isinstance(value, bool) else -1.0

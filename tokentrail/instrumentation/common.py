@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from .. import clock
 from .. import semconv as sc
 from ..context import Attribution
+from ..interop import genai_cost
 from ..pricing import Cost, PriceBook
 from ..usage import Usage, usage_attributes
 from .spans import set_trusted
@@ -54,6 +55,7 @@ def cost_attributes(cost: Cost) -> dict[str, Any]:
         attrs[sc.COST_INPUT_USD] = format(cost.input_usd, "f")
     if cost.output_usd is not None:
         attrs[sc.COST_OUTPUT_USD] = format(cost.output_usd, "f")
+    attrs.update(genai_cost.attributes(cost.total_usd))  # what other backends read
     return attrs
 
 
