@@ -35,8 +35,10 @@ __all__ = [
     "get",
     "instrument_langchain",
     "instrument_llamaindex",
+    "instrument_otel",
     "langchain_handler",
     "shutdown",
+    "span_processor",
 ]
 
 
@@ -125,6 +127,21 @@ def instrument_llamaindex() -> Any:
         from .instrumentation.llamaindex import instrument_llamaindex as inst
 
     return inst()
+
+
+def span_processor() -> Any:
+    """A SpanProcessor for your own TracerProvider: it prices the GenAI spans OpenInference,
+    OpenLLMetry and OpenTelemetry's genai instrumentations make, into tokentrail's ledger."""
+    from .interop.foreign import ForeignSpanProcessor
+
+    return ForeignSpanProcessor()
+
+
+def instrument_otel() -> Any:
+    """Add `span_processor()` to the global TracerProvider (an SDK one); returns the processor."""
+    from .interop.attach import instrument_global
+
+    return instrument_global()
 
 
 def flush(timeout_millis: int = 30000) -> bool:
