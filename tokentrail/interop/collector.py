@@ -36,7 +36,7 @@ FAMILIES = (nz.OPENINFERENCE, nz.OPENLLMETRY, nz.OTEL_GENAI)
 
 
 def _sql_file(name: str) -> str:
-    return resources.files("tokentrail.store").joinpath("sql", name).read_text()
+    return resources.files("tokentrail.store").joinpath("sql").joinpath(name).read_text()
 
 
 def _q(s: str) -> str:
@@ -164,13 +164,14 @@ def check_table(name: str) -> str:
 
 def per_token_prices(prices: Any, model: str, provider: str | None, when: datetime) -> tuple[Decimal, ...] | None:
     """(input, cache_read, cache_write, output) USD per token, from the PriceBook."""
-    def total(**u: int) -> Decimal | None:
-        return prices.cost(Usage(**u), model, provider, when).total_usd
+    def total(u: Usage) -> Decimal | None:
+        found: Decimal | None = prices.cost(u, model, provider, when).total_usd
+        return found
 
-    base = total(input_tokens=_N)
+    base = total(Usage(input_tokens=_N))
     if base is None:
         return None
-    values = (base, total(input_tokens=_N, cache_read_tokens=_N), total(input_tokens=_N, cache_write_tokens=_N), total(output_tokens=_N))
+    values = (base, total(Usage(_N, 0, cache_read_tokens=_N)), total(Usage(_N, 0, cache_write_tokens=_N)), total(Usage(0, _N)))
     if any(v is None for v in values):
         return None
     return tuple(Decimal(v) / _N for v in values if v is not None)

@@ -171,7 +171,7 @@ class ForeignSpanProcessor(SpanProcessor):
     def _record(self, span: ReadableSpan, entry: _Open | None) -> None:
         if _is_ours(span):  # added to tokentrail's own provider: its spans are in the ledger already
             return
-        attrs: Mapping[str, Any] = span.attributes or {}
+        attrs: Mapping[str, Any] = dict(span.attributes or {})  # one copy: a plain dict reads fast
         fam = nz.family(attrs)
         if fam is None or not nz.is_model_call(attrs):
             return
@@ -185,7 +185,7 @@ class ForeignSpanProcessor(SpanProcessor):
         now = time.monotonic_ns()
         call = _Call(entry.started if entry else now, now, entry.thread if entry else threading.get_ident(), _tokens(row_span.attributes or {}))
         with self._lock:
-            if any(_same(call, seen) for seen in self._recent):
+            if self._seen(call):
                 self.duplicates += 1
                 return
             blockers = {sid for sid, (started, thread) in self._own_open.items() if thread == call.thread and started <= now}
@@ -194,6 +194,16 @@ class ForeignSpanProcessor(SpanProcessor):
                 return
             self._recent.append(call)
         self._emit(rt, row_span)
+
+    def _seen(self, call: _Call) -> bool:
+        """A call recorded lately that is this one. `_recent` is in the order calls ended: only
+        those that ended after this one started can overlap it (called holding the lock)."""
+        for seen in reversed(self._recent):
+            if seen.ended < call.started:
+                return False
+            if _same(call, seen):
+                return True
+        return False
 
     def _emit(self, rt: Any, row_span: ReadableSpan) -> None:
         rt.processor.on_end(row_span)
@@ -226,7 +236,7 @@ class ForeignSpanProcessor(SpanProcessor):
                     if p.blockers:
                         keep.append(p)
                     else:
-                        self._recent.append(p.call)
+                        self._recent.append(p.call._replace(ended=own.ended))  # keeps _recent in end order
                         ready.append(p.span)
             self._pending = keep
         for row_span in ready:
@@ -258,7 +268,9 @@ class ForeignSpanProcessor(SpanProcessor):
             cost = rt.prices.cost(usage, request_model, provider, when)  # a dated name may be unknown
         from ..instrumentation.common import cost_attributes
 
-        who = rt.defaults.merged(entry.attribution) if entry is not None else rt.defaults
+        who = rt.defaults
+        if entry is not None and entry.attribution is not attribution_ctx.EMPTY:
+            who = who.merged(entry.attribution)
         own = nz.attribution(attrs)
         if own:
             who = who.merged(attribution_ctx.Attribution(user_id=own.get("user_id", ""), session_id=own.get("session_id", "")))
