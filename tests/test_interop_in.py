@@ -278,17 +278,18 @@ def test_anthropic_style_exclusive_cache_counted_once() -> None:
     assert bad is not None and bad.input_tokens == 0 and bad.invalid == ("gen_ai.usage.input_tokens=-3",)
 
 
-# OpenLLMetry last: once instrumented it stays on for the rest of this module (see _Relay)
-@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
-def test_openllmetry_langchain_exact(tt: Any, foreign: Foreign, stream: bool) -> None:
-    _langchain_exact(tt, foreign, "openllmetry-langchain", "openllmetry", stream)
+def test_openllmetry_in_a_process_of_its_own() -> None:
+    """OpenLLMetry's LangChainInstrumentor leaves LangChain changed after uninstrument() (a
+    context of its own left current, runs it cannot find): its cases run in a child pytest, so
+    the rest of the suite sees LangChain as it is."""
+    import subprocess
+    import sys
+    from pathlib import Path
 
-
-def test_openllmetry_over_openai_v2_counted_once(tt: Any, foreign: Foreign) -> None:
-    foreign.instrument("openllmetry-langchain", "openai-v2")
-    with openai_server(**PLAIN) as srv:
-        _langchain(srv, False)
-    rows = _rows(tt, "operation = 'chat'")
-    # the client's span ends first and is kept; OpenLLMetry's, around it, is the same call
-    assert [r["framework"] for r in rows] == ["otel-genai"]
-    assert foreign.processor.duplicates == 1
+    here = Path(__file__).parent
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here / "interop_openllmetry_cases.py")],
+        cwd=here.parent, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "3 passed" in out.stdout
