@@ -35,8 +35,10 @@ __all__ = [
     "get",
     "instrument_langchain",
     "instrument_llamaindex",
+    "instrument_otel",
     "langchain_handler",
     "shutdown",
+    "span_processor",
 ]
 
 
@@ -62,11 +64,16 @@ def configure(
     budget_backend: str | None = None,
     budget_reservation_seconds: float | None = None,
     config_file: str | None = None,
+    otlp_endpoint: str | None = None,
+    cost_attributes_draft: bool | None = None,
+    additional_span_processors: Sequence[Any] = (),
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
     variable (TOKENTRAIL_CLICKHOUSE_URL, TOKENTRAIL_HOME, TOKENTRAIL_PROJECT, ...), then to
     tokentrail.toml, then to the default. A bad value raises ConfigError (one line). Every
-    setting of tokentrail.config.Settings is an argument here (one registry: config._FIELDS)."""
+    setting of tokentrail.config.Settings is an argument here (one registry: config._FIELDS).
+    `additional_span_processors` are added to tokentrail's TracerProvider (logfire's name);
+    `otlp_endpoint` (or OTEL_EXPORTER_OTLP_ENDPOINT) sends its spans over OTLP/HTTP too."""
     from . import runtime
 
     rt = runtime.configure(
@@ -90,6 +97,9 @@ def configure(
         sql_max_rows=sql_max_rows,
         budget_backend=budget_backend,
         budget_reservation_seconds=budget_reservation_seconds,
+        otlp_endpoint=otlp_endpoint,
+        cost_attributes_draft=cost_attributes_draft,
+        span_processors=tuple(additional_span_processors),
     )
     _warm_up(rt)
     return rt
@@ -134,6 +144,21 @@ def instrument_llamaindex() -> Any:
         from .instrumentation.llamaindex import instrument_llamaindex as inst
 
     return inst()
+
+
+def span_processor() -> Any:
+    """A SpanProcessor for your own TracerProvider: it prices the GenAI spans OpenInference,
+    OpenLLMetry and OpenTelemetry's genai instrumentations make, into tokentrail's ledger."""
+    from .interop.foreign import ForeignSpanProcessor
+
+    return ForeignSpanProcessor()
+
+
+def instrument_otel() -> Any:
+    """Add `span_processor()` to the global TracerProvider (an SDK one); returns the processor."""
+    from .interop.attach import instrument_global
+
+    return instrument_global()
 
 
 def flush(timeout_millis: int = 30000) -> bool:

@@ -84,6 +84,11 @@ class Settings:
     cluster: str | None = None
     budget_backend: str = "file"
     budget_reservation_seconds: float = 600.0
+    # interop (tokentrail/interop, exporters/otlp.py): an OTLP/HTTP endpoint that also gets
+    # tokentrail's spans (None: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT if set), and the draft
+    # gen_ai.usage.cost.amount/.currency/.source attributes (semantic-conventions PR #443)
+    otlp_endpoint: str | None = None
+    cost_attributes_draft: bool = False
     config_file: Path | None = None
 
     @property
@@ -147,6 +152,8 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
     "cluster": ("TOKENTRAIL_CLUSTER", "identifier"),
     "budget_backend": ("TOKENTRAIL_BUDGET_BACKEND", "ledger"),
     "budget_reservation_seconds": ("TOKENTRAIL_BUDGET_RESERVATION_SECONDS", "seconds"),
+    "otlp_endpoint": ("TOKENTRAIL_OTLP_ENDPOINT", "otlp"),
+    "cost_attributes_draft": ("TOKENTRAIL_COST_ATTRIBUTES_DRAFT", "bool"),
 }
 ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
 
@@ -251,6 +258,12 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ConfigError(where, f"{value!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
         return value
+    if kind == "otlp":
+        if value in (None, ""):
+            return None
+        if value == "none" or (isinstance(value, str) and value.startswith(("http://", "https://"))):
+            return value
+        raise ConfigError(where, f"{value!r} is not an http(s) URL", "give the OTLP/HTTP endpoint, e.g. http://localhost:4318 (or none)")
     if kind == "seconds":
         try:
             seconds = float(value) if not isinstance(value, bool) else -1.0

