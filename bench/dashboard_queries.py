@@ -65,8 +65,10 @@ def generate_sql(n: int, table: str = "tokentrail.spans") -> str:
     p_in = _pick("um", [str(MODELS[m][1][0]) if MODELS[m][1] else "0" for m in names])
     p_out = _pick("um", [str(MODELS[m][1][1]) if MODELS[m][1] else "0" for m in names])
     p_cr = _pick("um", [str(MODELS[m][1][2]) if MODELS[m][1] else "0" for m in names])
+    from tokentrail.store.schema import SPANS_COLUMNS  # the columns generated (later ones default)
+
     return f"""
-INSERT INTO {table}
+INSERT INTO {table} ({", ".join(SPANS_COLUMNS)})
 SELECT
     ts AS timestamp, duration_ms, trace_id, span_id, parent_span_id, name, operation,
     'langchain' AS framework, 'bench-app' AS service_name, project, environment, team, feature,
