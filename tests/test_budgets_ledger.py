@@ -98,7 +98,9 @@ def _check_exact(results: list[tuple[int, Decimal, Decimal]], limit: str) -> Non
     calls = sum(n for n, _, _ in results)
     print(f"calls through per process {[n for n, _, _ in results]}: {calls} of {affordable} affordable")
     assert calls == affordable
-    assert all(n > 0 for n, _, _ in results)  # every process took part
+    # more than one process took part (how the calls split is the scheduler's: on a loaded
+    # machine one process may find the budget spent before its first call)
+    assert sum(n > 0 for n, _, _ in results) >= 2
     # each process reads the shared figure: the last to finish sees the whole spend
     assert max(spent for _, spent, _ in results) == Decimal("0.3") * affordable
     assert Decimal("0.3") * calls <= Decimal(limit)  # dollars over the limit: 0
