@@ -369,7 +369,9 @@ def before_codecs(c: Any, db: str) -> float:
 
     c.command(f"DROP TABLE IF EXISTS {db}.spans_v2 SYNC")
     c.command(sql_file("001_spans.sql", table=f"{db}.spans_v2"))
-    c.command(f"INSERT INTO {db}.spans_v2 SELECT * FROM {db}.spans", settings={"max_insert_threads": 2})
+    names = c.query(f"SELECT name FROM system.columns WHERE database = '{db}' AND table = 'spans_v2' ORDER BY position")
+    cols = ", ".join(r[0] for r in names.result_rows)  # the old schema's columns, not later ones
+    c.command(f"INSERT INTO {db}.spans_v2 ({cols}) SELECT {cols} FROM {db}.spans", settings={"max_insert_threads": 2})
     c.command(f"OPTIMIZE TABLE {db}.spans_v2 FINAL")
     n = int(c.query(f"SELECT count() FROM {db}.spans_v2").result_rows[0][0])
     b = bytes_per_span(c, db, n)["spans_v2"]
