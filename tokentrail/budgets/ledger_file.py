@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..store.health import pid_alive
 from .ledger import BUCKETS, Refused
 
 __all__ = ["FileLedger", "LedgerFull"]
@@ -298,7 +299,7 @@ class FileLedger:
             dead = False
             if check_dead:
                 if pid not in alive:
-                    alive[pid] = _alive(pid)
+                    alive[pid] = pid_alive(pid)
                 dead = not alive[pid]
             if expires <= now or dead:
                 freed = self._free(e) or freed
@@ -378,13 +379,3 @@ class FileLedger:
             return int(_Q.unpack_from(self._mm, self._slot(item, now) + _FIRED)[0])
         finally:
             self._unlock()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -130,7 +130,8 @@ class ExportHealth:
         self._dirty = False
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid runs on this machine (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -157,7 +158,7 @@ def read_all(home: Path) -> list[dict[str, Any]]:
         if not isinstance(data, dict):
             continue
         local = data.get("host") == me
-        alive = _alive(int(data.get("pid") or 0)) if local else None
+        alive = pid_alive(int(data.get("pid") or 0)) if local else None
         if alive is False and time.time() - mtime > _KEEP_DEAD_S:
             try:
                 p.unlink()
