@@ -83,32 +83,16 @@ def shell_path(path: Path) -> str:
 def _demo_summary(
     settings: Settings, result: DemoResult, console: Console, *, demo_config: Path | None = None, earlier: Totals | None = None
 ) -> None:
-    from ..queries import MODEL_OPERATIONS, Filters, report, totals
+    from ..queries import Filters, report, totals
+    from ..queries.activity import blocked_calls_by_model, budget_event_counts
 
     filters = Filters(since=result.start)
-    since_us = int(result.start.timestamp() * 1_000_000)
     budgets = tuple(settings.budgets)
     with common.open_store(settings) as store:
         total = totals(store, filters)
         rows = report(store, "model", filters)
-        events: dict[str, int] = {}
-        blocked: list[tuple[str, int]] = []
-        if budgets:
-            since = f"fromUnixTimestamp64Micro(toInt64({since_us}), 'UTC')"
-            events = {
-                str(e): int(n)
-                for e, n in store.rows(
-                    f"SELECT event, count() FROM {store.table('budget_events')} WHERE timestamp >= {since} GROUP BY event"
-                )
-            }
-            ops = ", ".join(f"'{op}'" for op in MODEL_OPERATIONS)
-            blocked = [
-                (str(m), int(n))
-                for m, n in store.rows(
-                    f"SELECT request_model, count() AS n FROM {store.table('spans')} WHERE timestamp >= {since} "
-                    f"AND operation IN ({ops}) AND error_type = 'BudgetExceeded' GROUP BY request_model ORDER BY n DESC, request_model"
-                )
-            ]
+        events: dict[str, int] = budget_event_counts(store, result.start) if budgets else {}
+        blocked: list[tuple[str, int]] = blocked_calls_by_model(store, result.start) if budgets else []
     where = settings.clickhouse_url if not settings.embedded else str(settings.embedded_path)
     parts = [f"LangChain {result.langchain_calls:,} in {result.requests:,} requests, {result.errors:,} failed"]
     if result.llamaindex_calls:

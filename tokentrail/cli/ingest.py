@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from . import common
 from .common import EXIT_OK
 
-if TYPE_CHECKING:
-    from ..store import Store
-
 RETRY_HINT = "fix or delete it (the store's error is beside it in <file>.error.txt), then `tokentrail ingest --retry-rejected`"
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
+    from ..queries.activity import row_counts
     from ..store import spool
 
     settings = common.settings(args)
     requeued = spool.requeue_rejected(settings.spool_dir) if args.retry_rejected else 0
     with common.open_store(settings, ingest=False) as store:
-        before = _row_counts(store)
+        before = row_counts(store)
         done = store.ingest()
-        after = _row_counts(store)
+        after = row_counts(store)
     added = {t: after[t] - before.get(t, 0) for t in after}
     if requeued:
         console.print(f"retried {requeued} set-aside file{'s' if requeued != 1 else ''}")
@@ -41,8 +38,3 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if done.set_aside:
         console.print(f"{len(done.set_aside)} file(s) set aside, the others ingested; {RETRY_HINT}", style="yellow")
     return EXIT_OK
-
-
-def _row_counts(store: Store) -> dict[str, int]:
-    # count(): exact on a Distributed table too (system.tables has no rows for one)
-    return {t: int(store.rows(f"SELECT count() FROM {store.table(t)}")[0][0]) for t in ("spans", "budget_events", "lost_spans")}
