@@ -234,3 +234,20 @@ def test_run_sql_errors_are_one_line_with_a_fix(store: Store) -> None:
 def test_run_sql_writes_when_asked(store: Store) -> None:
     run_sql(store, "CREATE TABLE tokentrail.scratch (a Int8) ENGINE = Memory", readonly=False)
     assert store.rows("SELECT count() FROM system.tables WHERE database = 'tokentrail' AND name = 'scratch'") == [(1,)]
+
+
+def test_activity_counts_rows_and_blocked_calls_since_a_time(tt: runtime.Tokentrail) -> None:
+    from tokentrail.queries.activity import blocked_calls_by_model, budget_event_counts, row_counts
+
+    d = timedelta(days=1)
+    for when, model in ((NOW - 3 * d, "gpt-4o"), (NOW - d, "gpt-4o"), (NOW - d, "o3-mini"), (NOW - d, "gpt-4o")):
+        attrs = _call(model, "openai", "search", "bob", None)
+        attrs.update({"tokentrail.cost.status": "no_usage", "error.type": "BudgetExceeded"})
+        _span(tt, f"chat {model}", when, attrs)
+    _span(tt, "chat gpt-4o", NOW - d, _call("gpt-4o", "openai", "search", "bob", "0.001000000", inp=200, out=50))
+    assert tt.flush()
+    with open_store(tt.settings) as s:
+        assert row_counts(s) == {"spans": 5, "budget_events": 0, "lost_spans": 0}
+        assert blocked_calls_by_model(s, NOW - 2 * d) == [("gpt-4o", 2), ("o3-mini", 1)]
+        assert blocked_calls_by_model(s, NOW - 4 * d) == [("gpt-4o", 3), ("o3-mini", 1)]
+        assert budget_event_counts(s, NOW - 4 * d) == {}
