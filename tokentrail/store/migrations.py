@@ -239,8 +239,11 @@ class _Node:
             except Exception as e:  # only "already exists" is expected; others re-raise
                 if error_code(e) not in _EXISTS:
                     raise
-            # another process is building, or died building
-            if exclusive or self._stale(stale_after):
+            # another process is building, or died building, or built it just now: the record
+            # is written before the snapshot is dropped, so a snapshot gone means "look again"
+            if m.number in applied(self.c, self.db):
+                return False
+            if exclusive or (self._stale(stale_after) and m.number not in applied(self.c, self.db)):
                 logger.warning("tokentrail: an earlier rollup build in %s was interrupted; building again", self.db)
                 self._undo(m)
                 continue
@@ -249,6 +252,9 @@ class _Node:
                     return False
                 time.sleep(0.1)
             logger.info("tokentrail: another process is still filling the rollups of %s; reading spans until then", self.db)
+            return False
+        if m.number in applied(self.c, self.db):  # built by another process since we looked
+            self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
             return False
         try:
             self._undo_views(m)  # views of a build that died after making them
@@ -266,6 +272,7 @@ class _Node:
             except Exception:
                 logger.exception("tokentrail: could not undo a failed rollup build in %s", self.db)
             raise
+        self.record(m)  # before the snapshot goes: a process that finds it gone finds the record
         self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
         return True
 
