@@ -15,17 +15,18 @@ overrides), or the rows of a prices file (``[prices."<model>"]`` tables, matched
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .pricing.ids import genai_version
-from .pricing.overrides import parse_overrides
-from .pricing.table import has_version, override_rows, sync
+from ..pricing.ids import genai_version
+from ..pricing.overrides import parse_overrides
+from ..pricing.table import has_version, insert_rows, override_rows, sync
 
-__all__ = ["RepriceRow", "reprice", "reprice_sql", "target_prices_sql"]
+__all__ = ["RepriceRow", "aggregate_sql", "create_view", "priced_sql", "reprice", "reprice_sql", "target_prices_sql", "usd_sql"]
 
 # How a span finds its target price: by its price_id (the right side maps every price id ever
 # stored to the key of its price: provider, model, tier), or, before migration 5, by provider,
@@ -42,56 +43,77 @@ _NEEDED = (
 )  # fmt: skip
 
 
-def target_prices_sql(table: str, *, by_model: bool) -> str:
-    """The right side of the join, small: one row per (join key, long-context step) with the
-    step's input-token range [lo, hi) and its prices (0 plus a flag where a price is NULL)."""
+def _steps_sql(table: str, key: str, window: str, *, periods: bool) -> str:
+    """One row per (price key[, period], long-context step) with the step's input-token range
+    [lo, hi) and its prices (0 plus a flag where a price is NULL: billed at its parent's)."""
     steps = f"arraySort(x -> x.1, groupArray(tuple(min_input_tokens, {', '.join(_PRICES)})))"
-    window = "version IN {versions:Array(String)} AND valid_from <= {at:DateTime64(6, 'UTC')} AND valid_to > {at:DateTime64(6, 'UTC')}"
-    target_key = "model" if by_model else _KEY
+    period = "valid_from, valid_to, " if periods else ""
     cols = ", ".join(
         f"ifNull(tupleElement(steps[i], {k + 2}), toDecimal128(0, 12)) AS {name}, isNotNull(tupleElement(steps[i], {k + 2})) AS has_{name}"
         for k, name in enumerate(_PRICES)
     )
+    return f"""SELECT key, {period}steps[i].1 AS lo, if(i < length(steps), steps[i + 1].1, toUInt64(18446744073709551615)) AS hi, {cols}
+    FROM (SELECT {key} AS key, {period}{steps} AS steps FROM {table} FINAL WHERE {window} GROUP BY key{', valid_from, valid_to' if periods else ''})
+    ARRAY JOIN arrayEnumerate(steps) AS i"""
+
+
+def target_prices_sql(table: str, *, by_model: bool) -> str:
+    """The right side of the join, small: one row per (join key, long-context step) of the
+    prices of the given versions valid at `at`."""
+    window = "version IN {versions:Array(String)} AND valid_from <= {at:DateTime64(6, 'UTC')} AND valid_to > {at:DateTime64(6, 'UTC')}"
+    target_key = "model" if by_model else _KEY
     # every stored price id -> the key of its price; legacy spans by provider/model/tier
-    ids = f"SELECT DISTINCT price_id AS jk, {'model' if by_model else _KEY} AS key FROM {table}"
+    ids = f"SELECT DISTINCT price_id AS jk, {target_key} AS key FROM {table}"
     legacy = (
-        f"SELECT DISTINCT concat('legacy/', provider, '/', model, '/', tier) AS jk, {'model' if by_model else _KEY} AS key FROM {table} "
+        f"SELECT DISTINCT concat('legacy/', provider, '/', model, '/', tier) AS jk, {target_key} AS key FROM {table} "
         "WHERE startsWith(price_id, 'gp/')"
     )
     return f"""SELECT m.jk AS jk, t.lo AS lo, t.hi AS hi, {', '.join(f't.{n} AS {n}, t.has_{n} AS has_{n}' for n in _PRICES)}
 FROM ({ids} UNION ALL {legacy}) AS m
-INNER JOIN (
-    SELECT key, steps[i].1 AS lo, if(i < length(steps), steps[i + 1].1, toUInt64(18446744073709551615)) AS hi, {cols}
-    FROM (SELECT {target_key} AS key, {steps} AS steps FROM {table} FINAL WHERE {window} GROUP BY key)
-    ARRAY JOIN arrayEnumerate(steps) AS i
-) AS t ON t.key = m.key"""
+INNER JOIN ({_steps_sql(table, target_key, window, periods=False)}) AS t ON t.key = m.key"""
+
+
+def priced_sql(c: Mapping[str, str], p: str = "p.") -> str:
+    """What counts cost at one price row, in USD x 1e6 (Decimal, exact): genai-prices' leaf
+    counts (a cache part comes out of the input only when it has a price of its own, as
+    reasoning out of the output). `c` maps n (calls), inp, out, cr, cw, cw1h, rs, ws to Int64
+    SQL. A call's cost is linear in its counts, so this on sums is the sum of the calls' costs."""
+    return (
+        f"{p}input_mtok * ({c['inp']} - if({p}has_cache_read_mtok, {c['cr']}, 0) - if({p}has_cache_write_mtok, {c['cw']}, "
+        f"if({p}has_cache_write_1h_mtok, {c['cw1h']}, 0))) + {p}output_mtok * ({c['out']} - if({p}has_reasoning_mtok, {c['rs']}, 0)) "
+        f"+ if({p}has_cache_read_mtok, {p}cache_read_mtok * {c['cr']}, 0) "
+        f"+ if({p}has_cache_write_mtok, {p}cache_write_mtok * ({c['cw']} - if({p}has_cache_write_1h_mtok, {c['cw1h']}, 0)), 0) "
+        f"+ if({p}has_cache_write_1h_mtok, {p}cache_write_1h_mtok * {c['cw1h']}, 0) "
+        f"+ if({p}has_reasoning_mtok, {p}reasoning_mtok * {c['rs']}, 0) "
+        f"+ ({p}web_search_kcount * {c['ws']} + {p}requests_kcount * {c['n']}) * 1000"
+    )
+
+
+SUMS = {k: f"toInt64(a.{k})" for k in ("n", "inp", "out", "cr", "cw", "cw1h", "rs", "ws")}
+ONE_SPAN = {
+    "n": "1", "inp": "toInt64(s.input_tokens)", "out": "toInt64(s.output_tokens)", "cr": "toInt64(s.cache_read_tokens)",
+    "cw": "toInt64(s.cache_write_tokens)", "cw1h": "toInt64(least(s.cache_write_1h_tokens, s.cache_write_tokens))",
+    "rs": "toInt64(s.reasoning_tokens)", "ws": "toInt64(s.web_search_requests)",
+}  # fmt: skip
+
+
+def usd_sql(micro: str) -> str:
+    """USD x 1e6 (a priced_sql value, or a sum of them) as USD, rounded half-even to the
+    nano-dollar once."""
+    return f"CAST(roundBankers({micro} / 1000000, 9) AS Decimal(38, 9))"
 
 
 def _cost_sql() -> str:
-    """The re-priced cost of one span: genai-prices' leaf counts (a cache part is taken out of
-    the input only when it has a price of its own), exact in Decimal, rounded half-even to the
-    nano-dollar like the as-charged cost."""
-    cr = "if(p.has_cache_read_mtok, toInt64(s.cache_read_tokens), 0)"
-    cw1h = "if(p.has_cache_write_1h_mtok, toInt64(least(s.cache_write_1h_tokens, s.cache_write_tokens)), 0)"
-    cw = f"if(p.has_cache_write_mtok, toInt64(s.cache_write_tokens) - {cw1h}, 0)"
-    rs = "if(p.has_reasoning_mtok, toInt64(s.reasoning_tokens), 0)"
-    inp = f"greatest(toInt64(s.input_tokens) - {cr} - {cw} - {cw1h}, 0)"
-    out = f"greatest(toInt64(s.output_tokens) - {rs}, 0)"
-    tokens = " + ".join(
-        f"p.{name} * {n}"
-        for name, n in (("input_mtok", inp), ("output_mtok", out), ("cache_read_mtok", cr), ("cache_write_mtok", cw),
-                        ("cache_write_1h_mtok", cw1h), ("reasoning_mtok", rs))
-    )  # fmt: skip
-    fees = "(p.web_search_kcount * toInt64(s.web_search_requests) + p.requests_kcount) * 1000"
-    return f"CAST(roundBankers(toDecimal128({tokens} + {fees}, 18) / 1000000, 9) AS Decimal(18, 9))"
+    """The re-priced cost of one span (the view's), rounded like the as-charged cost."""
+    return f"CAST(roundBankers(toDecimal128({priced_sql(ONE_SPAN, 'p.')}, 12) / 1000000, 9) AS Decimal(18, 9))"
 
 
 def reprice_sql(spans: str, prices: str, *, by_model: bool, where: str = "1", columns: str | None = None) -> str:
-    """Per model-call span: its columns and the re-priced cost (NULL when no target price)."""
+    """Per model-call span: its columns and the re-priced cost (NULL when no target price):
+    the row-level answer, and the view's."""
     cols = columns or ", ".join(_NEEDED)
-    key = _SPAN_JOIN
     return f"""SELECT s.*, if(p.jk = '', NULL, {_cost_sql()}) AS repriced_cost_usd
-FROM (SELECT {cols}, {key} AS _price_key FROM {spans} AS s WHERE s.operation != '' AND s.cost_status != 'no_usage' AND ({where})) AS s
+FROM (SELECT {cols}, {_SPAN_JOIN} AS _price_key FROM {spans} AS s WHERE s.operation != '' AND s.cost_status != 'no_usage' AND ({where})) AS s
 LEFT JOIN ({target_prices_sql(prices, by_model=by_model)}) AS p ON p.jk = s._price_key
 WHERE p.jk = '' OR (s.input_tokens >= p.lo AND s.input_tokens < p.hi)
 SETTINGS join_use_nulls = 0"""
@@ -130,18 +152,15 @@ def prepare(store: Any, book: Any, prices: str, now: datetime) -> tuple[list[str
     version = file_version(path)
     if not has_version(store, version):
         rows = list(override_rows(overrides, version, now, source="file"))
-        from .pricing.table import _insert
-
-        _insert(store, rows, version)
+        insert_rows(store, rows, version)
     return [version], True
 
 
-def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, floors: list[int], where: str) -> str:
+def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, where: str) -> str:
     """The report's query, aggregating first: spans are summed by (group, price, long-context
     step) on the big table (a GROUP BY of low-cardinality columns), then each sum is priced on
-    the small one. A span's cost is linear in its counts (input includes its cache parts,
-    output its reasoning), so the total is exact: Σ price x Σ counts, rounded once."""
-    floor_list = "[" + ", ".join(str(int(f)) for f in sorted(set(floors) | {0})) + "]"
+    the small one (priced_sql). The total is exact: Σ price x Σ counts, rounded once.
+    Parameters: versions, at, floors (every min_input_tokens of those versions) and where's."""
     legacy = """concat('legacy/', provider, '/', if(response_model != '', response_model, request_model), '/',
         if(service_tier = '', 'standard', service_tier))"""
     sums = (
@@ -149,19 +168,10 @@ def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, floors
         "sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, sum(least(cache_write_1h_tokens, cache_write_tokens)) AS cw1h, "
         "sum(reasoning_tokens) AS rs, sum(web_search_requests) AS ws"
     )
-    p = "p."
-    tokens = (
-        f"{p}input_mtok * (toInt64(a.inp) - if({p}has_cache_read_mtok, toInt64(a.cr), 0) - if({p}has_cache_write_mtok, toInt64(a.cw), "
-        f"if({p}has_cache_write_1h_mtok, toInt64(a.cw1h), 0))) + {p}output_mtok * (toInt64(a.out) - if({p}has_reasoning_mtok, toInt64(a.rs), 0)) "
-        f"+ if({p}has_cache_read_mtok, {p}cache_read_mtok * toInt64(a.cr), 0) "
-        f"+ if({p}has_cache_write_mtok, {p}cache_write_mtok * (toInt64(a.cw) - if({p}has_cache_write_1h_mtok, toInt64(a.cw1h), 0)), 0) "
-        f"+ if({p}has_cache_write_1h_mtok, {p}cache_write_1h_mtok * toInt64(a.cw1h), 0) "
-        f"+ if({p}has_reasoning_mtok, {p}reasoning_mtok * toInt64(a.rs), 0) "
-        f"+ ({p}web_search_kcount * toInt64(a.ws) + {p}requests_kcount * toInt64(a.n)) * 1000"
-    )
+
     def part(cond: str, key: str, keys: str) -> str:
         return f"""SELECT {group} AS g, {key} AS jk, floor, n, charged, inp, out, cr, cw, cw1h, rs, ws
-    FROM (SELECT {keys}, roundDown(input_tokens, {floor_list}) AS floor, {sums}
+    FROM (SELECT {keys}, roundDown(input_tokens, {{floors:Array(UInt64)}}) AS floor, {sums}
           FROM {spans} AS s WHERE operation != '' AND cost_status != 'no_usage' AND ({cond}) AND ({where})
           GROUP BY {keys}, floor)"""
 
@@ -171,7 +181,7 @@ def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, floors
     older = part("price_id = ''", legacy, f"{group_cols}, provider, response_model, request_model, service_tier")
     return f"""SELECT a.g AS g, sum(a.n) AS n,
     sumIf(a.charged, p.jk != '') AS charged,
-    CAST(roundBankers(sumIf(toDecimal128({tokens}, 12), p.jk != '') / 1000000, 9) AS Decimal(38, 9)) AS repriced,
+    {usd_sql(f"sumIf(toDecimal128({priced_sql(SUMS)}, 12), p.jk != '')")} AS repriced,
     sumIf(a.n, p.jk = '') AS unpriced
 FROM ({priced} UNION ALL {older}) AS a
 LEFT JOIN ({target_prices_sql(prices, by_model=by_model)}) AS p ON p.jk = a.jk
@@ -180,22 +190,23 @@ GROUP BY g ORDER BY repriced - charged DESC, g
 SETTINGS join_use_nulls = 0"""
 
 
+def floors(store: Any, versions: list[str]) -> list[int]:
+    """Every long-context step start of these versions (0 included)."""
+    sql = f"SELECT DISTINCT min_input_tokens FROM {store.table('prices')} WHERE version IN {{versions:Array(String)}}"
+    return sorted({0, *(int(r[0]) for r in store.rows(sql, {"versions": versions}))})
+
+
 def reprice(
     store: Any, book: Any, *, since: datetime, until: datetime, now: datetime, prices: str = "current",
     model: str | None = None, by: str = "model",
 ) -> list[RepriceRow]:  # fmt: skip
     versions, by_model = prepare(store, book, prices, now)
     params: dict[str, Any] = {"versions": versions, "at": now, "since": since, "until": until, "model": model or ""}
-    floors = [
-        int(r[0])
-        for r in store.rows(
-            f"SELECT DISTINCT min_input_tokens FROM {store.table('prices')} WHERE version IN {{versions:Array(String)}}", params
-        )
-    ]
+    params["floors"] = floors(store, versions)
     where = "timestamp >= {since:DateTime64(6, 'UTC')} AND timestamp < {until:DateTime64(6, 'UTC')}"
     if model:
         where += " AND (request_model = {model:String} OR response_model = {model:String})"
-    sql = aggregate_sql(store.table("spans"), store.table("prices"), by_model=by_model, group=GROUPS[by], floors=floors, where=where)
+    sql = aggregate_sql(store.table("spans"), store.table("prices"), by_model=by_model, group=GROUPS[by], where=where)
     return [RepriceRow(str(g), int(n), Decimal(c), Decimal(r), int(u)) for g, n, c, r, u in store.rows(sql, params)]
 
 
