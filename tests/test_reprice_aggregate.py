@@ -56,12 +56,16 @@ def test_aggregated_report_equals_each_span_priced_alone(tt_home: Path) -> None:
         u = _usage(rng, provider, rng.choice(tiers))
         when = then + timedelta(hours=rng.randint(0, 24 * 20))
         row = _span(i, model, provider, u, when, book, user=f"u{i % 7}", feature=f"f{i % 3}")
-        if i % 10 == 0:  # written before migration 5: no price id, matched by provider, model and tier
+        if (
+            i % 10 == 0
+        ):  # written before migration 5: no price id, matched by provider, model and tier
             row["price_id"] = row["price_version"] = ""
         rows.append(row)
         usages.append((model, provider, u))
     assert all(r["cost_status"] == "priced" for r in rows)
-    assert {r["price_id"] for r in rows} >= {"gp/openai/o3/0/standard"}  # charged at the old o3 price
+    assert {r["price_id"] for r in rows} >= {
+        "gp/openai/o3/0/standard"
+    }  # charged at the old o3 price
     now = datetime(2025, 7, 1, tzinfo=timezone.utc)
     # the independent answer: each span priced by PriceBook (genai-prices' arithmetic) at `now`
     todays = [book.cost(u, m, p, now) for m, p, u in usages]

@@ -26,7 +26,16 @@ from ..pricing.ids import genai_version
 from ..pricing.overrides import parse_overrides
 from ..pricing.table import has_version, insert_rows, override_rows, sync
 
-__all__ = ["RepriceRow", "aggregate_sql", "create_view", "priced_sql", "reprice", "reprice_sql", "target_prices_sql", "usd_sql"]
+__all__ = [
+    "RepriceRow",
+    "aggregate_sql",
+    "create_view",
+    "priced_sql",
+    "reprice",
+    "reprice_sql",
+    "target_prices_sql",
+    "usd_sql",
+]
 
 # How a span finds its target price: by its price_id (the right side maps every price id ever
 # stored to the key of its price: provider, model, tier), or, before migration 5, by provider,
@@ -34,7 +43,16 @@ __all__ = ["RepriceRow", "aggregate_sql", "create_view", "priced_sql", "reprice"
 _SPAN_JOIN = """if(s.price_id != '', toString(s.price_id), concat('legacy/', s.provider, '/',
     if(s.response_model != '', s.response_model, s.request_model), '/', if(s.service_tier = '', 'standard', s.service_tier)))"""
 _KEY = "if(startsWith(price_id, 'gp/'), concat('gp/', provider, '/', model, '/', tier), price_id)"
-_PRICES = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok", "reasoning_mtok", "web_search_kcount", "requests_kcount")
+_PRICES = (
+    "input_mtok",
+    "output_mtok",
+    "cache_read_mtok",
+    "cache_write_mtok",
+    "cache_write_1h_mtok",
+    "reasoning_mtok",
+    "web_search_kcount",
+    "requests_kcount",
+)
 # the span columns a re-pricing reads
 _NEEDED = (
     "timestamp", "span_id", "operation", "provider", "request_model", "response_model", "user_id", "feature", "service_tier",
@@ -53,7 +71,7 @@ def _steps_sql(table: str, key: str, window: str, *, periods: bool) -> str:
         for k, name in enumerate(_PRICES)
     )
     return f"""SELECT key, {period}steps[i].1 AS lo, if(i < length(steps), steps[i + 1].1, toUInt64(18446744073709551615)) AS hi, {cols}
-    FROM (SELECT {key} AS key, {period}{steps} AS steps FROM {table} FINAL WHERE {window} GROUP BY key{', valid_from, valid_to' if periods else ''})
+    FROM (SELECT {key} AS key, {period}{steps} AS steps FROM {table} FINAL WHERE {window} GROUP BY key{", valid_from, valid_to" if periods else ""})
     ARRAY JOIN arrayEnumerate(steps) AS i"""
 
 
@@ -68,7 +86,7 @@ def target_prices_sql(table: str, *, by_model: bool) -> str:
         f"SELECT DISTINCT concat('legacy/', provider, '/', model, '/', tier) AS jk, {target_key} AS key FROM {table} "
         "WHERE startsWith(price_id, 'gp/')"
     )
-    return f"""SELECT m.jk AS jk, t.lo AS lo, t.hi AS hi, {', '.join(f't.{n} AS {n}, t.has_{n} AS has_{n}' for n in _PRICES)}
+    return f"""SELECT m.jk AS jk, t.lo AS lo, t.hi AS hi, {", ".join(f"t.{n} AS {n}, t.has_{n} AS has_{n}" for n in _PRICES)}
 FROM ({ids} UNION ALL {legacy}) AS m
 INNER JOIN ({_steps_sql(table, target_key, window, periods=False)}) AS t ON t.key = m.key"""
 
@@ -108,7 +126,9 @@ def _cost_sql() -> str:
     return f"CAST(roundBankers(toDecimal128({priced_sql(ONE_SPAN, 'p.')}, 12) / 1000000, 9) AS Decimal(18, 9))"
 
 
-def reprice_sql(spans: str, prices: str, *, by_model: bool, where: str = "1", columns: str | None = None) -> str:
+def reprice_sql(
+    spans: str, prices: str, *, by_model: bool, where: str = "1", columns: str | None = None
+) -> str:
     """Per model-call span: its columns and the re-priced cost (NULL when no target price):
     the row-level answer, and the view's."""
     cols = columns or ", ".join(_NEEDED)
@@ -132,9 +152,17 @@ class RepriceRow:
         return self.repriced_usd - self.charged_usd
 
 
-GROUPS = {"model": "if(response_model != '', response_model, request_model)", "user": "user_id", "feature": "feature"}
+GROUPS = {
+    "model": "if(response_model != '', response_model, request_model)",
+    "user": "user_id",
+    "feature": "feature",
+}
 # the columns each grouping reads (grouped by first: an expression over them is computed on the sums)
-GROUP_COLUMNS = {GROUPS["model"]: "response_model, request_model", "user_id": "user_id", "feature": "feature"}
+GROUP_COLUMNS = {
+    GROUPS["model"]: "response_model, request_model",
+    "user_id": "user_id",
+    "feature": "feature",
+}
 
 
 def file_version(path: Path) -> str:
@@ -178,7 +206,11 @@ def aggregate_sql(spans: str, prices: str, *, by_model: bool, group: str, where:
     group_cols = GROUP_COLUMNS[group]
     # spans with a price id (nearly all) are grouped by it alone; older ones by what names their price
     priced = part("price_id != ''", "toString(price_id)", f"{group_cols}, price_id")
-    older = part("price_id = ''", legacy, f"{group_cols}, provider, response_model, request_model, service_tier")
+    older = part(
+        "price_id = ''",
+        legacy,
+        f"{group_cols}, provider, response_model, request_model, service_tier",
+    )
     return f"""SELECT a.g AS g, sum(a.n) AS n,
     sumIf(a.charged, p.jk != '') AS charged,
     {usd_sql(f"sumIf(toDecimal128({priced_sql(SUMS)}, 12), p.jk != '')")} AS repriced,
@@ -201,23 +233,40 @@ def reprice(
     model: str | None = None, by: str = "model",
 ) -> list[RepriceRow]:  # fmt: skip
     versions, by_model = prepare(store, book, prices, now)
-    params: dict[str, Any] = {"versions": versions, "at": now, "since": since, "until": until, "model": model or ""}
+    params: dict[str, Any] = {
+        "versions": versions,
+        "at": now,
+        "since": since,
+        "until": until,
+        "model": model or "",
+    }
     params["floors"] = floors(store, versions)
     where = "timestamp >= {since:DateTime64(6, 'UTC')} AND timestamp < {until:DateTime64(6, 'UTC')}"
     if model:
         where += " AND (request_model = {model:String} OR response_model = {model:String})"
-    sql = aggregate_sql(store.table("spans"), store.table("prices"), by_model=by_model, group=GROUPS[by], where=where)
-    return [RepriceRow(str(g), int(n), Decimal(c), Decimal(r), int(u)) for g, n, c, r, u in store.rows(sql, params)]
+    sql = aggregate_sql(
+        store.table("spans"),
+        store.table("prices"),
+        by_model=by_model,
+        group=GROUPS[by],
+        where=where,
+    )
+    return [
+        RepriceRow(str(g), int(n), Decimal(c), Decimal(r), int(u))
+        for g, n, c, r, u in store.rows(sql, params)
+    ]
 
 
 def create_view(store: Any, book: Any, now: datetime) -> None:
     """``spans_repriced``: every model-call span with ``repriced_cost_usd`` at the current prices
     (made again by ``tokentrail prices sync`` when the prices change)."""
     versions = [genai_version()] + ([book.overrides_version] if book.overrides else [])
-    inner = reprice_sql(store.table("spans"), store.table("prices"), by_model=False, columns="*").replace(
-        "SELECT s.*,", "SELECT s.* EXCEPT (_price_key),"
-    )
+    inner = reprice_sql(
+        store.table("spans"), store.table("prices"), by_model=False, columns="*"
+    ).replace("SELECT s.*,", "SELECT s.* EXCEPT (_price_key),")
     at = now.strftime("%Y-%m-%d %H:%M:%S")
     vs = "[" + ", ".join("'" + v.replace("'", "\\'") + "'" for v in versions) + "]"
-    inner = inner.replace("{versions:Array(String)}", vs).replace("{at:DateTime64(6, 'UTC')}", f"toDateTime64('{at}', 6, 'UTC')")
+    inner = inner.replace("{versions:Array(String)}", vs).replace(
+        "{at:DateTime64(6, 'UTC')}", f"toDateTime64('{at}', 6, 'UTC')"
+    )
     store.client.command(f"CREATE OR REPLACE VIEW {store.table('spans_repriced')} AS {inner}")
