@@ -173,8 +173,7 @@ def prepare(store: Any, book: Any, prices: str, now: datetime) -> tuple[list[str
     """(the versions to re-price with, whether they are matched by model name)."""
     sync(store, book, now)
     if prices == "current":
-        versions = [genai_version()] + ([book.overrides_version] if book.overrides else [])
-        return versions, False
+        return current_versions(book), False
     path = Path(prices).expanduser()
     overrides = parse_overrides(path)  # ConfigError names the field
     version = file_version(path)
@@ -260,7 +259,7 @@ def reprice(
 def create_view(store: Any, book: Any, now: datetime) -> None:
     """``spans_repriced``: every model-call span with ``repriced_cost_usd`` at the current prices
     (made again by ``tokentrail prices sync`` when the prices change)."""
-    versions = [genai_version()] + ([book.overrides_version] if book.overrides else [])
+    versions = current_versions(book)
     inner = reprice_sql(
         store.table("spans"), store.table("prices"), by_model=False, columns="*"
     ).replace("SELECT s.*,", "SELECT s.* EXCEPT (_price_key),")
@@ -270,3 +269,46 @@ def create_view(store: Any, book: Any, now: datetime) -> None:
         "{at:DateTime64(6, 'UTC')}", f"toDateTime64('{at}', 6, 'UTC')"
     )
     store.client.command(f"CREATE OR REPLACE VIEW {store.table('spans_repriced')} AS {inner}")
+
+
+# -- the same traffic on another model (the Efficiency page) ----------------------------------
+_SYNCED: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def current_versions(book: Any) -> list[str]:
+    """The versions `current` prices are: the installed genai-prices and the overrides."""
+    return [genai_version()] + ([book.overrides_version] if book.overrides else [])
+
+
+def ensure_prices(store: Any, book: Any, now: datetime) -> list[str]:
+    """The current versions, synced into tokentrail.prices (checked once per process and store)."""
+    versions = current_versions(book)
+    key = (f"{store.settings.public_store}/{store.settings.database}", tuple(versions))
+    if key not in _SYNCED:
+        sync(store, book, now)
+        _SYNCED.add(key)
+    return versions
+
+
+def what_if_sql(src: str, prices: str, floor: str) -> str:
+    """Facts (rollup or raw rows: spans, cost_usd, token sums, has_cost, input_tier) summed by
+    (request model, provider, known cost, day, long-context step), each sum priced at the
+    target's row of that day and step: the price key of {wi_price} in {wi_versions}.
+    Cache writes count as five-minute writes and web searches are not counted (the rollups
+    hold neither split); the per-request fee is. Returns (request_model, provider, known,
+    calls, actual, what_if, calls without a target price)."""
+    window = f"version IN {{wi_versions:Array(String)}} AND {_KEY} IN (SELECT {_KEY} FROM {prices} WHERE price_id = {{wi_price:String}})"
+    steps = _steps_sql(prices, _KEY, window, periods=True)
+    sums = (
+        "sum(spans) AS n, sum(cost_usd) AS actual, sum(input_tokens) AS inp, sum(output_tokens) AS out, "
+        "sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, toUInt64(0) AS cw1h, sum(reasoning_tokens) AS rs, "
+        "toUInt64(0) AS ws"
+    )
+    return f"""SELECT a.request_model, a.provider, a.known, sum(a.n), sum(a.actual),
+    {usd_sql(f"sumIf(toDecimal128({priced_sql(SUMS)}, 12), p.one = 1)")}, sumIf(a.n, p.one = 0)
+FROM (SELECT request_model, provider, has_cost AS known, toStartOfDay(timestamp) AS t, {floor} AS floor, 1 AS one, {sums}
+      FROM {src} GROUP BY request_model, provider, known, t, floor) AS a
+LEFT JOIN (SELECT 1 AS one, * FROM ({steps})) AS p ON p.one = a.one
+WHERE p.one = 0 OR (a.t >= p.valid_from AND a.t < p.valid_to AND a.floor >= p.lo AND a.floor < p.hi)
+GROUP BY a.request_model, a.provider, a.known
+SETTINGS join_use_nulls = 0"""

@@ -33,9 +33,14 @@ s1.metric(
     help="Cache-read tokens re-priced at the model's uncached input price, minus what was paid for them.",
 )
 s2.metric("Cache-read tokens", fmt.count(savings.cache_read_tokens))
-s3.metric("Share of input tokens read from cache", fmt.pct(savings.cache_read_tokens, data.load("totals", view.filters).input_tokens))
+s3.metric(
+    "Share of input tokens read from cache",
+    fmt.pct(savings.cache_read_tokens, estimated.input_tokens),
+)
 if savings.unpriced_cache_read_tokens:
-    st.caption(f"{fmt.count(savings.unpriced_cache_read_tokens)} cache-read tokens of unpriced calls are left out.")
+    st.caption(
+        f"{fmt.count(savings.unpriced_cache_read_tokens)} cache-read tokens of unpriced calls are left out."
+    )
 if savings.by_model:
     ui.table(
         pd.DataFrame(
@@ -54,7 +59,9 @@ if savings.by_model:
             "model": "Model",
             "provider": "Provider",
             "calls": st.column_config.NumberColumn("Calls with cache reads", format="localized"),
-            "cache_read_tokens": st.column_config.NumberColumn("Cache-read tokens", format="localized"),
+            "cache_read_tokens": st.column_config.NumberColumn(
+                "Cache-read tokens", format="localized"
+            ),
             "saved_usd": st.column_config.NumberColumn("Saved", format="$%.4f"),
         },
     )
@@ -68,7 +75,9 @@ e1.metric(
 )
 e2.metric("Share of tokens estimated", fmt.pct(estimated.estimated_tokens, estimated.tokens))
 e3.metric("Spend on estimated usage", fmt.usd(estimated.estimated_cost_usd))
-st.caption(f"{fmt.count(estimated.estimated_calls)} of {fmt.count(estimated.calls)} model calls were counted by a tokenizer.")
+st.caption(
+    f"{fmt.count(estimated.estimated_calls)} of {fmt.count(estimated.calls)} model calls were counted by a tokenizer."
+)
 
 st.subheader("Cost of errors")
 error_spend = [r.cost_usd for r in errors if r.cost_usd is not None]
