@@ -51,15 +51,11 @@ def parse_window(value: str) -> timedelta:
     """`"30m"`, `"24h"`, `"7d"`, `"2w"` -> timedelta. ConfigError otherwise."""
     m = _WINDOW_RE.match(value)
     if not m:
-        raise ConfigError(
-            "window", f"{value!r} is not a time window", "use a number and a unit: 30m, 24h, 7d, 2w"
-        )
+        raise ConfigError("window", f"{value!r} is not a time window", "use a number and a unit: 30m, 24h, 7d, 2w")
     return timedelta(**{_WINDOW_UNITS[m.group(2).lower()]: int(m.group(1))})
 
 
-def parse_time(
-    value: datetime | date | str, *, now: datetime | None = None, field_name: str = "since"
-) -> datetime:
+def parse_time(value: datetime | date | str, *, now: datetime | None = None, field_name: str = "since") -> datetime:
     """A point in time (UTC) from a datetime, a date, a relative window back from now ("7d"), or an
     ISO date / datetime string ("2026-01-31", "2026-01-31T12:00"). Naive values are UTC."""
     if isinstance(value, datetime):
@@ -67,18 +63,14 @@ def parse_time(
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     if not isinstance(value, str):
-        raise ConfigError(
-            field_name, f"{value!r} is not a time", "use 7d, 24h, or a date like 2026-01-31"
-        )
+        raise ConfigError(field_name, f"{value!r} is not a time", "use 7d, 24h, or a date like 2026-01-31")
     if _WINDOW_RE.match(value):
         return (now or clock.now()) - parse_window(value)
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ConfigError(
-            field_name,
-            f"{value!r} is not a time",
-            "use a window like 7d / 24h / 30m or a date like 2026-01-31",
+            field_name, f"{value!r} is not a time", "use a window like 7d / 24h / 30m or a date like 2026-01-31"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
@@ -125,18 +117,10 @@ class Filters:
 
     def time_range(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
         now = now or clock.now()
-        since = (
-            parse_time(self.since, now=now, field_name="since") if self.since is not None else None
-        )
-        until = (
-            parse_time(self.until, now=now, field_name="until") if self.until is not None else None
-        )
+        since = parse_time(self.since, now=now, field_name="since") if self.since is not None else None
+        until = parse_time(self.until, now=now, field_name="until") if self.until is not None else None
         if since and until and since >= until:
-            raise ConfigError(
-                "since",
-                f"{since:%Y-%m-%d %H:%M} is not before until {until:%Y-%m-%d %H:%M}",
-                "swap them",
-            )
+            raise ConfigError("since", f"{since:%Y-%m-%d %H:%M} is not before until {until:%Y-%m-%d %H:%M}", "swap them")
         return since, until
 
     def where(self, *, now: datetime | None = None, prefix: str = "f_", time: bool = True) -> Where:
@@ -180,9 +164,8 @@ class Filters:
 
 def model_calls(filters: Filters, *, now: datetime | None = None) -> Where:
     """Filters restricted to model-call spans (the ones that carry tokens and cost)."""
-    return filters.where(now=now).and_(
-        "operation IN {mc_ops:Array(String)}", mc_ops=list(MODEL_OPERATIONS)
-    )
+    return filters.where(now=now).and_("operation IN {mc_ops:Array(String)}", mc_ops=list(MODEL_OPERATIONS))
+
 
 
 # Sidebar filter (a Filters field) -> column, for the lists of values to choose from.

@@ -65,26 +65,13 @@ class Rollup:
         return 3600 if self.bucket == "hour" else 86400
 
 
-SPEND: tuple[Rollup, ...] = tuple(
-    Rollup(n, b, d, SPEND_METRICS) for n, (b, d) in SPEND_ROLLUPS.items()
-)
+SPEND: tuple[Rollup, ...] = tuple(Rollup(n, b, d, SPEND_METRICS) for n, (b, d) in SPEND_ROLLUPS.items())
 USERS = Rollup("users_daily", "day", ("user_id",), ("spans",))
 TRACES = Rollup(
     "traces_hourly",
     "hour",
     ("trace_key",),
-    (
-        "trace_id",
-        "calls",
-        "priced_calls",
-        "cost_usd",
-        "input_tokens",
-        "output_tokens",
-        "errors",
-        "min_timestamp",
-        "user_id",
-        "feature",
-    ),
+    ("trace_id", "calls", "priced_calls", "cost_usd", "input_tokens", "output_tokens", "errors", "min_timestamp", "user_id", "feature"),
     where=f"operation IN ({', '.join(repr(op) for op in MODEL_OPERATIONS)})",
 )
 # SimpleAggregateFunction columns, read as their plain type (for UNION ALL with raw rows)
@@ -147,9 +134,7 @@ def facts(
     cuts: instants inside the window at which the question splits time (read raw around them)."""
     filters = filters or Filters()
     since, until = filters.time_range(now)
-    dims = set(need) | {
-        _FILTER_COLUMNS[f] for f in _FILTER_COLUMNS if getattr(filters, f) is not None
-    }
+    dims = set(need) | {_FILTER_COLUMNS[f] for f in _FILTER_COLUMNS if getattr(filters, f) is not None}
     where = filters.where(now=now, prefix=prefix, time=False)
     if conditions is not None:
         where = where.and_(conditions.sql, **conditions.params)
@@ -180,21 +165,11 @@ def facts(
     step = rollup.seconds
     points = [t for t in (since, until, *cuts) if t is not None]
     raw_buckets = sorted(
-        {
-            _floor(t, step)
-            for t in points
-            if (since is None or t >= since)
-            and (until is None or t <= until)
-            and _floor(t, step) != t
-        }
+        {_floor(t, step) for t in points if (since is None or t >= since) and (until is None or t <= until) and _floor(t, step) != t}
     )
     col = rollup.bucket
     # a day rollup's Date compares with Dates (a DateTime would be read in the server's zone)
-    typ, val = (
-        ("DateTime('UTC')", _naive)
-        if col == "hour"
-        else ("Date", lambda t: t.astimezone(timezone.utc).date())
-    )
+    typ, val = ("DateTime('UTC')", _naive) if col == "hour" else ("Date", lambda t: t.astimezone(timezone.utc).date())
     roll: list[str] = []
     if since is not None:
         roll.append(f"{col} >= {{{prefix}lo:{typ}}}")

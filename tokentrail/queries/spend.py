@@ -85,9 +85,7 @@ def model_call_facts(
     cond = Where("operation IN {mc_ops:Array(String)}", {"mc_ops": list(MODEL_OPERATIONS)})
     if extra is not None:
         cond = cond.and_(extra.sql, **extra.params)
-    src = facts(
-        store, filters, now=now, need=(*need, *METRIC_DIMS, "operation"), conditions=cond, **kw
-    )
+    src = facts(store, filters, now=now, need=(*need, *METRIC_DIMS, "operation"), conditions=cond, **kw)
     return src.sql, src.params
 
 
@@ -109,19 +107,12 @@ def _totals_from(row: Sequence[Any]) -> dict[str, Any]:
 
 def check_group(by: str) -> str:
     if by not in GROUP_BY:
-        raise ConfigError(
-            "by", f"{by!r} is not a report grouping", f"use one of {', '.join(GROUP_BY)}"
-        )
+        raise ConfigError("by", f"{by!r} is not a report grouping", f"use one of {', '.join(GROUP_BY)}")
     return GROUP_BY[by]
 
 
 def report(
-    store: Store,
-    by: str = "model",
-    filters: Filters | None = None,
-    *,
-    limit: int | None = None,
-    now: datetime | None = None,
+    store: Store, by: str = "model", filters: Filters | None = None, *, limit: int | None = None, now: datetime | None = None
 ) -> list[ReportRow]:
     """Model calls grouped by `by` (see GROUP_BY): most expensive first (by day: oldest first)."""
     key = check_group(by)
@@ -138,6 +129,7 @@ def totals(store: Store, filters: Filters | None = None, *, now: datetime | None
     src, params = model_call_facts(store, filters, now=now)
     rows = store.rows(f"SELECT {_METRICS} FROM {src}", params)
     return Totals(**_totals_from(rows[0]))
+
 
 
 # Breakdown page: everything `report` groups by, and the rest of what a span is attributed to.
@@ -157,9 +149,7 @@ def span_count(store: Store) -> int:
     return int(store.rows(f"SELECT count() FROM {store.table('spans')}")[0][0])
 
 
-def filter_values(
-    store: Store, filters: Filters, *, limit: int = 500, now: datetime | None = None
-) -> dict[str, list[str]]:
+def filter_values(store: Store, filters: Filters, *, limit: int = 500, now: datetime | None = None) -> dict[str, list[str]]:
     """The values each FILTER_FIELDS field takes in the filters' time range (other filters
     ignored, so every choice stays reachable). Users: the `limit` most active."""
     window = Filters(since=filters.since, until=filters.until)
@@ -182,20 +172,13 @@ def filter_values(
 
 
 def breakdown(
-    store: Store,
-    by: str,
-    filters: Filters | None = None,
-    *,
-    limit: int | None = None,
-    now: datetime | None = None,
+    store: Store, by: str, filters: Filters | None = None, *, limit: int | None = None, now: datetime | None = None
 ) -> list[ReportRow]:
     """Model calls grouped by any BREAKDOWN_BY field, most expensive first."""
     if by in GROUP_BY:
         return report(store, by, filters, limit=limit, now=now)
     if by not in BREAKDOWN_BY:
-        raise ConfigError(
-            "by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}"
-        )
+        raise ConfigError("by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}")
     src, params = model_call_facts(store, filters, now=now, need=_KEY_COLUMNS[by])
     sql = (
         f"SELECT {BREAKDOWN_BY[by]} AS key, {_METRICS} FROM {src} "
@@ -223,23 +206,14 @@ _GRAIN = {"hour": 3600, "day": 86400}
 
 
 def spend_series(
-    store: Store,
-    filters: Filters | None = None,
-    *,
-    by: str = "model",
-    bucket: str = "day",
-    now: datetime | None = None,
+    store: Store, filters: Filters | None = None, *, by: str = "model", bucket: str = "day", now: datetime | None = None
 ) -> list[SeriesPoint]:
     """Model calls' spend per time bucket and group (`by`: a BREAKDOWN_BY field), oldest first."""
     if bucket not in _BUCKETS:
         raise ConfigError("bucket", f"{bucket!r} is not a bucket", "use hour or day")
     if by not in BREAKDOWN_BY:
-        raise ConfigError(
-            "by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}"
-        )
-    src, params = model_call_facts(
-        store, filters, now=now, need=_KEY_COLUMNS[by], grain=_GRAIN[bucket]
-    )
+        raise ConfigError("by", f"{by!r} is not a breakdown", f"use one of {', '.join(BREAKDOWN_BY)}")
+    src, params = model_call_facts(store, filters, now=now, need=_KEY_COLUMNS[by], grain=_GRAIN[bucket])
     sql = (
         f"SELECT {_BUCKETS[bucket]} AS b, {BREAKDOWN_BY[by]} AS key, sum(spans), sum(input_tokens), "
         f"sum(output_tokens), {COST} FROM {src} GROUP BY b, key ORDER BY b, key"
@@ -286,11 +260,7 @@ def _month_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 
 def month_forecast(
-    store: Store,
-    filters: Filters | None = None,
-    *,
-    now: datetime | None = None,
-    window_days: int = 7,
+    store: Store, filters: Filters | None = None, *, now: datetime | None = None, window_days: int = 7
 ) -> MonthForecast:
     """Month-to-date spend of the filtered calls (their time range is replaced by this month)
     and the month-end forecast at the last `window_days` days' rate."""
@@ -300,11 +270,7 @@ def month_forecast(
     start, end = _month_bounds(now)
     rate_since = max(start, now - timedelta(days=window_days))
     src, params = model_call_facts(
-        store,
-        replace(filters or Filters(), since=start, until=now),
-        now=now,
-        cuts=(rate_since,),
-        grain=86400,
+        store, replace(filters or Filters(), since=start, until=now), now=now, cuts=(rate_since,), grain=86400
     )
     sql = (
         f"SELECT toDate(timestamp) AS d, sum(cost_usd), "

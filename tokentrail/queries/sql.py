@@ -141,9 +141,7 @@ def _readonly_client(store: Store) -> Iterator[Any]:
     if store.settings.embedded:
         import clickhouse_connect
 
-        client = clickhouse_connect.get_client(
-            dsn=f"chdb://{store.settings.embedded_path}", settings=limits
-        )
+        client = clickhouse_connect.get_client(dsn=f"chdb://{store.settings.embedded_path}", settings=limits)
         try:
             yield client
         finally:
@@ -161,9 +159,7 @@ class _PerQueryReadonly:
         return self._client.query(sql, parameters=parameters, settings=self._settings)
 
 
-def run_sql(
-    store: Store, sql: str, *, readonly: bool = True, parameters: dict[str, Any] | None = None
-) -> SqlResult:
+def run_sql(store: Store, sql: str, *, readonly: bool = True, parameters: dict[str, Any] | None = None) -> SqlResult:
     """Run a user's SQL. With readonly (the default) ClickHouse itself refuses any write."""
     from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
@@ -171,15 +167,9 @@ def run_sql(
     while text.endswith(";"):
         text = text[:-1].rstrip()
     if not text:
-        raise SqlError(
-            "the query is empty",
-            'give one, e.g. tokentrail sql "SELECT count() FROM tokentrail.spans"',
-        )
+        raise SqlError("the query is empty", 'give one, e.g. tokentrail sql "SELECT count() FROM tokentrail.spans"')
     if _FORMAT_TAIL_RE.search(text):
-        raise SqlError(
-            "a FORMAT clause is not supported here",
-            "remove it and choose the output with --format table|csv|json",
-        )
+        raise SqlError("a FORMAT clause is not supported here", "remove it and choose the output with --format table|csv|json")
     try:
         if readonly:
             with _readonly_client(store) as client:

@@ -33,9 +33,7 @@ class TraceSummary:
     duration_ms: float = 0.0
 
 
-def top_traces(
-    store: Store, filters: Filters | None = None, *, limit: int = 50, now: datetime | None = None
-) -> list[TraceSummary]:
+def top_traces(store: Store, filters: Filters | None = None, *, limit: int = 50, now: datetime | None = None) -> list[TraceSummary]:
     """The most expensive traces: their matching model calls' cost, tokens and errors, with the
     root span's name, the span count and the wall time of each. Ties: more calls first, then
     by trace key (sipHash128 of the id).
@@ -89,9 +87,7 @@ def top_traces(
     return out
 
 
-def trace_wholes(
-    store: Store, trace_ids: list[str], *, since: datetime
-) -> dict[str, tuple[int, str, float]]:
+def trace_wholes(store: Store, trace_ids: list[str], *, since: datetime) -> dict[str, tuple[int, str, float]]:
     """{trace id: (spans, root span's name, wall time in ms)} of whole traces: from the trace
     index, or from the spans (those that start within a day before `since`, a trace's first
     model call: in practice the whole trace)."""
@@ -158,9 +154,7 @@ def trace_spans(store: Store, trace_id: str) -> list[TraceSpan]:
     params: dict[str, Any] = {"trace_id": trace_id}
     if trace_id in known:  # read by trace id within its range, not the whole table
         lo, hi = known[trace_id]
-        bound = (
-            " AND timestamp >= {lo:DateTime64(6, 'UTC')} AND timestamp <= {hi:DateTime64(6, 'UTC')}"
-        )
+        bound = " AND timestamp >= {lo:DateTime64(6, 'UTC')} AND timestamp <= {hi:DateTime64(6, 'UTC')}"
         params.update(lo=_naive(lo), hi=_naive(hi))
     rows = store.rows(
         "SELECT span_id, parent_span_id, timestamp, duration_ms, name, operation, provider, "
