@@ -50,11 +50,10 @@ _TOML_KEYS = (
     "unpriced",
     "max_output_tokens",
     "webhook_url",
-    "limit",
     "currency",
 )
 # Budgets set in another currency (issue 14, the currency hook): `[[budgets]] limit = 900` with
-# `currency = "EUR"` is converted to limit_usd when parsed, by the `to_usd(amount, code, where)`
+# `currency = "EUR"` (`limit` only beside `currency`) is converted to limit_usd when parsed, by the `to_usd(amount, code, where)`
 # that config.py passes (the [currency] rates of the day the settings are resolved); the
 # manager, the ledger and the store only ever see USD. `currency` and `amount` keep what was set.
 ToUsd = Callable[[Decimal, str, str], Decimal]
@@ -208,8 +207,9 @@ class Budget:
         """A Budget from a `[[budgets]]` table (`limit` + `currency`: converted with to_usd)."""
         name = data.get("name")
         where = f"budgets[{name}]" if name else f"budgets[{index}]"
+        allowed = (*_TOML_KEYS, "limit") if "currency" in data else _TOML_KEYS
         for key in data:
-            if key not in _TOML_KEYS:
+            if key not in allowed:
                 raise ConfigError(f"{where}.{key}", "is not a budget setting", f"use one of {', '.join(_TOML_KEYS)}")
         data = _in_usd(dict(data), where, to_usd)
         for key in ("name", "limit_usd"):
