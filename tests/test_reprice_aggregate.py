@@ -88,3 +88,29 @@ def test_aggregated_report_equals_each_span_priced_alone(tt_home: Path) -> None:
                 k: (n, charged, repriced, 0) for k, (n, charged, repriced) in want.items()
             }, by
     assert set(GROUPS) == {"model", "user", "feature"}
+
+
+def test_what_if_another_model_in_sql_equals_pricebook(tt_home: Path) -> None:
+    """The Efficiency page's what-if goes through tokentrail.prices too: on a genai-prices
+    model with a long-context step, on an override, and on a model without a price."""
+    from tokentrail.pricing import parse_overrides
+    from tokentrail.queries import Filters, what_if
+
+    rng = random.Random(7)
+    book = PriceBook(parse_overrides({"acme-llm": {"input_per_mtok": "0.7", "output_per_mtok": 2.1, "cache_read_per_mtok": "0.07"}}))
+    then = NOW - timedelta(days=3)
+    rows, usages = [], []
+    for i in range(60):
+        model, provider, _ = MODELS[i % 4]
+        u = _usage(rng, provider, "")
+        u = Usage(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens)
+        rows.append(_span(i, model, provider, u, then + timedelta(hours=i), book))
+        usages.append((u, then + timedelta(hours=i)))
+    with open_store(resolve(prices={"acme-llm": {"input_per_mtok": "0.7", "output_per_mtok": 2.1, "cache_read_per_mtok": "0.07"}})) as store:
+        _insert(store, rows)
+        f = Filters(since=NOW - timedelta(days=10), until=NOW)
+        for model, provider in (("gemini-2.5-pro", "google"), ("acme-llm", None), ("claude-sonnet-4-5", "anthropic")):
+            got = what_if(store, f, model, provider, prices=book, now=NOW)
+            want = sum((book.cost(u, model, provider, when).total_usd for u, when in usages), Decimal(0))
+            assert (got.calls, got.actual_usd, got.what_if_usd) == (60, sum((r["cost_usd"] for r in rows), Decimal(0)), want), model
+        assert what_if(store, f, "no-such-model", "openai", prices=book, now=NOW).what_if_usd is None

@@ -409,6 +409,7 @@ def what_if(
     if _varies_within_day(prices, model, provider):
         return _what_if_by_half_hour(store, filters, model, provider, prices=prices, now=now)
     from ..clock import now as clock_now
+    from ..pricing.ids import price_key
     from ..usage import Usage
     from .reprice import ensure_prices, what_if_sql
 
@@ -423,9 +424,10 @@ def what_if(
         if tiered
         else "input_tokens"
     )
+    key = price_key(target.price_id if priced else "")
     rows = store.rows(
-        what_if_sql(src.sql, store.table("prices"), floor),
-        {**src.params, "wi_versions": versions, "wi_price": target.price_id if priced else ""},
+        what_if_sql(src.sql, store.table("prices"), floor, {c: f"wi_{c}" for c in key}),
+        {**src.params, "wi_versions": versions, **{f"wi_{c}": v for c, v in key.items()}},
     )
     groups: dict[tuple[str, str], list[Any]] = {}
     unknown = not priced

@@ -290,14 +290,15 @@ def ensure_prices(store: Any, book: Any, now: datetime) -> list[str]:
     return versions
 
 
-def what_if_sql(src: str, prices: str, floor: str) -> str:
+def what_if_sql(src: str, prices: str, floor: str, key: Mapping[str, str]) -> str:
     """Facts (rollup or raw rows: spans, cost_usd, token sums, has_cost, input_tier) summed by
     (request model, provider, known cost, day, long-context step), each sum priced at the
-    target's row of that day and step: the price key of {wi_price} in {wi_versions}.
+    target's row of that day and step: the rows of `key` (pricing.ids.price_key: columns ->
+    their parameter names, read by the table's primary key) in {wi_versions}.
     Cache writes count as five-minute writes and web searches are not counted (the rollups
     hold neither split); the per-request fee is. Returns (request_model, provider, known,
     calls, actual, what_if, calls without a target price)."""
-    window = f"version IN {{wi_versions:Array(String)}} AND {_KEY} IN (SELECT {_KEY} FROM {prices} WHERE price_id = {{wi_price:String}})"
+    window = " AND ".join(["version IN {wi_versions:Array(String)}", *(f"{c} = {{{param}:String}}" for c, param in key.items())])
     steps = _steps_sql(prices, _KEY, window, periods=True)
     sums = (
         "sum(spans) AS n, sum(cost_usd) AS actual, sum(input_tokens) AS inp, sum(output_tokens) AS out, "
@@ -306,7 +307,7 @@ def what_if_sql(src: str, prices: str, floor: str) -> str:
     )
     return f"""SELECT a.request_model, a.provider, a.known, sum(a.n), sum(a.actual),
     {usd_sql(f"sumIf(toDecimal128({priced_sql(SUMS)}, 12), p.one = 1)")}, sumIf(a.n, p.one = 0)
-FROM (SELECT request_model, provider, has_cost AS known, toStartOfDay(timestamp) AS t, {floor} AS floor, 1 AS one, {sums}
+FROM (SELECT request_model, provider, has_cost AS known, toDateTime(toDate(timestamp), 'UTC') AS t, {floor} AS floor, 1 AS one, {sums}
       FROM {src} GROUP BY request_model, provider, known, t, floor) AS a
 LEFT JOIN (SELECT 1 AS one, * FROM ({steps})) AS p ON p.one = a.one
 WHERE p.one = 0 OR (a.t >= p.valid_from AND a.t < p.valid_to AND a.floor >= p.lo AND a.floor < p.hi)
