@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_reprice import _insert, _span
 
 from tokentrail.config import resolve
@@ -90,7 +91,7 @@ def test_aggregated_report_equals_each_span_priced_alone(tt_home: Path) -> None:
     assert set(GROUPS) == {"model", "user", "feature"}
 
 
-def test_what_if_another_model_in_sql_equals_pricebook(tt_home: Path) -> None:
+def test_what_if_another_model_in_sql_equals_pricebook(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Efficiency page's what-if goes through tokentrail.prices too: on a genai-prices
     model with a long-context step, on an override, and on a model without a price."""
     from tokentrail.pricing import parse_overrides
@@ -114,3 +115,11 @@ def test_what_if_another_model_in_sql_equals_pricebook(tt_home: Path) -> None:
             want = sum((book.cost(u, model, provider, when).total_usd for u, when in usages), Decimal(0))
             assert (got.calls, got.actual_usd, got.what_if_usd) == (60, sum((r["cost_usd"] for r in rows), Decimal(0)), want), model
         assert what_if(store, f, "no-such-model", "openai", prices=book, now=NOW).what_if_usd is None
+        # a read-only user cannot store the prices: the same dollars from PriceBook
+        sql_answer = what_if(store, f, "gemini-2.5-pro", "google", prices=book, now=NOW)
+
+        def refused(*a: Any) -> None:
+            raise PermissionError("readonly")
+
+        monkeypatch.setattr("tokentrail.queries.reprice.ensure_prices", refused)
+        assert what_if(store, f, "gemini-2.5-pro", "google", prices=book, now=NOW) == sql_answer

@@ -416,7 +416,10 @@ def what_if(
     at = now or clock_now()
     target = prices.cost(Usage(1000, 100), model, provider or None, at)
     priced = target.status in (sc.COST_PRICED, sc.COST_OVERRIDE) and bool(target.price_id)
-    versions = ensure_prices(store, prices, at)
+    try:
+        versions = ensure_prices(store, prices, at)
+    except Exception:  # not a telemetry path: a read-only user (a dashboard's may be) cannot store prices not synced yet; PriceBook gives the same dollars
+        return _what_if_by_half_hour(store, filters, model, provider, prices=prices, now=now)
     _, tiered = _tiers()
     src = _chat_facts(store, filters, now, tiered)
     floor = (
