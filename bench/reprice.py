@@ -1,6 +1,8 @@
 """Re-pricing history in SQL: N spans (default 10,000,000) re-priced at today's prices through
-the price table (`tokentrail reprice`'s query), beside the floor: a plain sum of the stored
-cost over the same spans in the same run.
+the price table (`tokentrail reprice`'s query, which sums the usage by model, price and
+long-context step first and prices the sums), beside the row-level query it replaced (every
+span priced, then summed: the spans_repriced view's SQL) and the floor (a plain sum of the
+stored cost) over the same spans in the same run, and checks both give the same dollars.
 
     .venv/bin/python bench/reprice.py                 # 10,000,000 spans, embedded store
     .venv/bin/python bench/reprice.py --spans 1000000
@@ -25,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokentrail.config import resolve  # noqa: E402
 from tokentrail.pricing import PriceBook  # noqa: E402
+from tokentrail.pricing.ids import genai_version  # noqa: E402
 from tokentrail.pricing.table import sync  # noqa: E402
-from tokentrail.reprice import reprice  # noqa: E402
+from tokentrail.queries.reprice import GROUPS, reprice, reprice_sql  # noqa: E402
 from tokentrail.store import open_store  # noqa: E402
 from tokentrail.usage import Usage  # noqa: E402
 
@@ -40,7 +43,11 @@ MODELS = [
 def fill(store: object, n: int, book: PriceBook) -> None:
     ids = []
     for model, provider, tier in MODELS:
-        ids.append(book.cost(Usage(1000, 100, service_tier=tier), model, provider, NOW - timedelta(days=1)).price_id)
+        ids.append(
+            book.cost(
+                Usage(1000, 100, service_tier=tier), model, provider, NOW - timedelta(days=1)
+            ).price_id
+        )
     models = "[" + ", ".join(f"'{m}'" for m, _, _ in MODELS) + "]"
     providers = "[" + ", ".join(f"'{p}'" for _, p, _ in MODELS) + "]"
     tiers = "[" + ", ".join(f"'{t}'" for _, _, t in MODELS) + "]"
@@ -74,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spans", type=int, default=10_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--row-runs", type=int, default=1, help="runs of the row-level query (slow)")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="tt-reprice-")
     os.environ["TOKENTRAIL_HOME"] = home
@@ -96,13 +104,38 @@ def main() -> None:
             rows[:] = reprice(store, book, since=since, until=until, now=NOW, by="model")
 
         took = best(args.runs, run)
+        row_level: list = []
+        row_sql = f"""SELECT {GROUPS["model"]} AS g, count(), sum(repriced_cost_usd) FROM ({
+            reprice_sql(
+                "tokentrail.spans",
+                "tokentrail.prices",
+                by_model=False,
+                where="timestamp >= {since:DateTime64(6, 'UTC')} AND timestamp < {until:DateTime64(6, 'UTC')}",
+            )
+        }) GROUP BY g"""
+        params = {"versions": [genai_version()], "at": NOW, "since": since, "until": until}
+        took_rows = best(
+            args.row_runs, lambda: row_level.__setitem__(slice(None), store.rows(row_sql, params))
+        )
         spans = sum(r.spans for r in rows)
         unpriced = sum(r.unpriced for r in rows)
         print(f"floor (sum of the stored cost by model): {floor:.2f} s")
         print(f"reprice {spans:,} spans at today's prices by model: {took:.2f} s ({spans / took / 1e6:.1f} M spans/s), "
               f"{took / floor:.1f}x the floor; {unpriced} without a price; target < 5 s: {'met' if took < 5 else 'NOT met'}")  # fmt: skip
+        print(
+            f"row-level (each span priced, then summed; before): {took_rows:.2f} s; aggregated first (after): {took:.2f} s, "
+            f"{took_rows / took:.1f}x faster"
+        )
+        same = {str(g): (int(n), c) for g, n, c in row_level} == {
+            r.group: (r.spans, r.repriced_usd) for r in rows
+        }
+        print(
+            f"same dollars to the nano-dollar, row-level vs aggregated: {'yes' if same else 'NO'}"
+        )
         for r in rows:
-            print(f"  {r.group:<22} {r.spans:>10,} charged ${r.charged_usd:>14,.2f} re-priced ${r.repriced_usd:>14,.2f}")
+            print(
+                f"  {r.group:<22} {r.spans:>10,} charged ${r.charged_usd:>14,.2f} re-priced ${r.repriced_usd:>14,.2f}"
+            )
 
 
 if __name__ == "__main__":

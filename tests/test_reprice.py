@@ -19,7 +19,7 @@ from tokentrail.config import resolve
 from tokentrail.pricing import PriceBook
 from tokentrail.pricing import ids as price_ids
 from tokentrail.pricing.table import sync
-from tokentrail.reprice import create_view, reprice
+from tokentrail.queries.reprice import create_view, reprice
 from tokentrail.store import open_store
 from tokentrail.usage import Usage
 

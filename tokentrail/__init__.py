@@ -67,6 +67,7 @@ def configure(
     otlp_endpoint: str | None = None,
     cost_attributes_draft: bool | None = None,
     additional_span_processors: Sequence[Any] = (),
+    currency: Any = None,
 ) -> Tokentrail:
     """Configure the default tokentrail instance. Each argument falls back to its environment
     variable (TOKENTRAIL_CLICKHOUSE_URL, TOKENTRAIL_HOME, TOKENTRAIL_PROJECT, ...), then to
@@ -100,6 +101,7 @@ def configure(
         otlp_endpoint=otlp_endpoint,
         cost_attributes_draft=cost_attributes_draft,
         span_processors=tuple(additional_span_processors),
+        currency=currency,
     )
     _warm_up(rt)
     return rt

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,9 @@ class Settings:
     otlp_endpoint: str | None = None
     cost_attributes_draft: bool = False
     config_file: Path | None = None
+    # issue 14: amounts shown in this currency at the user's dated rates ([currency] in the
+    # file, a tokentrail.currency.Currency); None: USD. The store stays in USD.
+    currency: Any = None
 
     @property
     def embedded(self) -> bool:
@@ -154,6 +158,7 @@ _FIELDS: dict[str, tuple[str | None, str]] = {
     "budget_reservation_seconds": ("TOKENTRAIL_BUDGET_RESERVATION_SECONDS", "seconds"),
     "otlp_endpoint": ("TOKENTRAIL_OTLP_ENDPOINT", "otlp"),
     "cost_attributes_draft": ("TOKENTRAIL_COST_ATTRIBUTES_DRAFT", "bool"),
+    "currency": (None, "currency"),
 }
 ENV_VARS = {name: env for name, (env, _) in _FIELDS.items() if env}
 
@@ -301,7 +306,11 @@ def _check(name: str, kind: str, value: Any, source: str) -> Any:
             raise ConfigError(where, "must be a list of Budget objects", "pass budgets=[tokentrail.Budget(...), ...]")
         from .budgets import coerce_budgets
 
-        return tuple(coerce_budgets(value))
+        return tuple(coerce_budgets(value, to_usd=_budget_to_usd(_BUDGET_CURRENCY.get())))
+    if kind == "currency":
+        from .currency import parse_currency
+
+        return parse_currency(value)
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -330,6 +339,21 @@ def _bytes(value: Any) -> int | None:
 
 
 _UNSET: Any = object()
+_BUDGET_CURRENCY: ContextVar[Any] = ContextVar("tokentrail_budget_currency", default=None)
+
+
+def _budget_to_usd(currency: Any) -> Any:
+    """The hook budgets/model.py converts a limit set in a currency with: at the rate of the
+    day the settings are resolved (clock.now()), with [currency]'s rates."""
+
+    def to_usd(amount: Any, code: str, where: str) -> Any:
+        from .clock import now
+
+        if currency is None or currency.code != code:
+            raise ConfigError(where, f"{code} has no exchange rates here", f'add [currency] with code = "{code}" and its rates to tokentrail.toml')
+        return currency.to_usd(amount, now())
+
+    return to_usd
 
 
 def resolve(config_file: str | os.PathLike[str] | None = None, **arguments: Any) -> Settings:
@@ -339,6 +363,19 @@ def resolve(config_file: str | os.PathLike[str] | None = None, **arguments: Any)
             raise ConfigError(key, "is not a configure() argument", f"use one of {', '.join(_FIELDS)}")
     path = find_config_file(config_file)
     file_values = read_config_file(path) if path else {}
+    cur = file_values.get("currency")
+    if path and isinstance(cur, dict) and cur.get("rates_file"):  # relative to the file, not the cwd
+        file_values["currency"] = {**cur, "rates_file": str(path.parent / str(cur["rates_file"]))}
+    # budgets may be set in the configured currency: its rates are known before they are parsed
+    currency_value = arguments.get("currency") if arguments.get("currency") is not None else file_values.get("currency")
+    token = _BUDGET_CURRENCY.set(_check("currency", "currency", currency_value, "currency") if currency_value is not None else None)
+    try:
+        return _resolve(path, file_values, arguments)
+    finally:
+        _BUDGET_CURRENCY.reset(token)
+
+
+def _resolve(path: Path | None, file_values: dict[str, Any], arguments: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {}
     for name, (env, kind) in _FIELDS.items():
         arg = arguments.get(name, _UNSET)

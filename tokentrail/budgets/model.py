@@ -50,7 +50,13 @@ _TOML_KEYS = (
     "unpriced",
     "max_output_tokens",
     "webhook_url",
+    "currency",
 )
+# Budgets set in another currency (issue 14, the currency hook): `[[budgets]] limit = 900` with
+# `currency = "EUR"` (`limit` only beside `currency`) is converted to limit_usd when parsed, by the `to_usd(amount, code, where)`
+# that config.py passes (the [currency] rates of the day the settings are resolved); the
+# manager, the ledger and the store only ever see USD. `currency` and `amount` keep what was set.
+ToUsd = Callable[[Decimal, str, str], Decimal]
 
 
 def _where(name: Any, key: str) -> str:
@@ -150,6 +156,8 @@ class Budget:
     max_output_tokens: int | None = None
     webhook_url: str | None = None
     on_alert: Callable[[BudgetEvent], Any] | None = field(default=None, repr=False)
+    currency: str = "USD"  # the currency the limit was set in (converted: limit_usd is USD)
+    amount: Decimal | None = None  # the limit as set in `currency`
 
     def __post_init__(self) -> None:
         name = self.name
@@ -195,20 +203,39 @@ class Budget:
         return WILDCARD in self.scope.values()
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], index: int = 0) -> Budget:
-        """A Budget from a `[[budgets]]` table."""
+    def from_mapping(cls, data: Mapping[str, Any], index: int = 0, to_usd: ToUsd | None = None) -> Budget:
+        """A Budget from a `[[budgets]]` table (`limit` + `currency`: converted with to_usd)."""
         name = data.get("name")
         where = f"budgets[{name}]" if name else f"budgets[{index}]"
+        allowed = (*_TOML_KEYS, "limit") if "currency" in data else _TOML_KEYS
         for key in data:
-            if key not in _TOML_KEYS:
+            if key not in allowed:
                 raise ConfigError(f"{where}.{key}", "is not a budget setting", f"use one of {', '.join(_TOML_KEYS)}")
+        data = _in_usd(dict(data), where, to_usd)
         for key in ("name", "limit_usd"):
             if key not in data:
                 raise ConfigError(f"{where}.{key}", "is missing", "every budget needs a name and a limit_usd")
-        return cls(**dict(data))
+        return cls(**data)
 
 
-def coerce_budgets(value: Iterable[Any]) -> list[Budget]:
+def _in_usd(data: dict[str, Any], where: str, to_usd: ToUsd | None) -> dict[str, Any]:
+    """`limit` (+ `currency`) as limit_usd: the currency hook."""
+    code = str(data.pop("currency", "USD") or "USD").strip().upper()
+    if "limit" not in data:
+        if code != "USD":
+            raise ConfigError(f"{where}.limit", "is missing", f"a budget in {code} gives limit = <amount in {code}> (not limit_usd)")
+        return data
+    if "limit_usd" in data:
+        raise ConfigError(f"{where}.limit", "is given with limit_usd", "give one of them")
+    amount = _limit(data.pop("limit"), str(data.get("name") or ""))
+    if code == "USD":
+        return {**data, "limit_usd": amount}
+    if to_usd is None:
+        raise ConfigError(f"{where}.currency", f"{code} has no exchange rates here", f'add [currency] with code = "{code}" and rates')
+    return {**data, "limit_usd": to_usd(amount, code, f"{where}.currency"), "currency": code, "amount": amount}
+
+
+def coerce_budgets(value: Iterable[Any], to_usd: ToUsd | None = None) -> list[Budget]:
     """Budgets from Budget objects and/or `[[budgets]]` tables; names must be unique."""
     out: list[Budget] = []
     seen: set[str] = set()
@@ -216,7 +243,7 @@ def coerce_budgets(value: Iterable[Any]) -> list[Budget]:
         if isinstance(item, Budget):
             b = item
         elif isinstance(item, Mapping):
-            b = Budget.from_mapping(item, i)
+            b = Budget.from_mapping(item, i, to_usd)
         else:
             raise ConfigError(f"budgets[{i}]", f"{type(item).__name__} is not a budget", "pass tokentrail.Budget(...) objects or [[budgets]] tables")
         if b.name in seen:

@@ -74,7 +74,7 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
     """Fill tokentrail.prices from the installed genai-prices (offline) and the overrides."""
     from ..pricing import PriceBook
     from ..pricing.table import sync
-    from ..reprice import create_view
+    from ..queries.reprice import create_view
 
     settings = common.settings(args)
     book = PriceBook(settings.prices)
@@ -94,7 +94,7 @@ def cmd_sync(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_reprice(args: argparse.Namespace, console: Console) -> int:
     from ..pricing import PriceBook
-    from ..reprice import reprice
+    from ..queries.reprice import reprice
 
     settings = common.settings(args)
     now = clock.now()

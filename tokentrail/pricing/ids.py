@@ -54,5 +54,16 @@ def genai_price_id(provider_id: str, model_id: str, start: date | None, tier: st
     return f"gp/{provider_id}/{model_id}/{start.isoformat() if start else '0'}/{tier}"
 
 
+def price_key(price_id: str) -> dict[str, str]:
+    """The columns of tokentrail.prices that name a price id's rows in every period: provider,
+    model and tier for genai-prices' ids (the period is the id's fourth part), the id itself for
+    an override's."""
+    if price_id.startswith("gp/"):
+        parts = price_id.split("/")
+        if len(parts) >= 5:  # gp/<provider>/<model, may hold '/'>/<start>/<tier>
+            return {"provider": parts[1], "model": "/".join(parts[2:-2]), "tier": parts[-1]}
+    return {"price_id": price_id}
+
+
 def override_price_id(name: str) -> str:
     return f"ov/{name}"

@@ -18,7 +18,7 @@ from .ids import STANDARD, breakpoints, genai_price_id, genai_version, override_
 from .money import CTX
 from .overrides import PriceOverride
 
-__all__ = ["COLUMNS", "genai_rows", "override_rows", "sync"]
+__all__ = ["COLUMNS", "genai_rows", "has_version", "insert_rows", "override_rows", "sync"]
 
 COLUMNS = (
     "price_id", "version", "source", "provider", "model", "match_rule", "tier", "conditions", "valid_from", "valid_to",
@@ -135,7 +135,7 @@ def override_rows(overrides: Mapping[str, PriceOverride], version: str, now: dat
         )  # fmt: skip
 
 
-def _insert(store: Any, rows: list[dict[str, Any]], version: str) -> int:
+def insert_rows(store: Any, rows: list[dict[str, Any]], version: str) -> int:
     if not rows:
         return 0
     store.client.insert(
@@ -157,9 +157,9 @@ def sync(store: Any, book: Any, now: datetime, *, force: bool = False) -> dict[s
     done: dict[str, int] = {}
     version = genai_version()
     if force or not has_version(store, version):
-        done[version] = _insert(store, list(genai_rows(now)), version)
+        done[version] = insert_rows(store, list(genai_rows(now)), version)
     if book.overrides:
         v = book.overrides_version
         if force or not has_version(store, v):
-            done[v] = _insert(store, list(override_rows(book.overrides, v, now)), v)
+            done[v] = insert_rows(store, list(override_rows(book.overrides, v, now)), v)
     return done

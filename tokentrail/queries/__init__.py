@@ -123,3 +123,8 @@ __all__ = [
     "what_if",
     "what_if_models",
 ]
+
+# issue 14: spend in the configured currency
+from .currency import CurrencySpend, spend_in_currency  # noqa: E402
+
+__all__ += ["CurrencySpend", "spend_in_currency"]

@@ -20,7 +20,6 @@ from .spend import _METRICS, ReportRow, _totals_from, model_call_facts
 CHAT_OPERATIONS: tuple[str, ...] = (sc.OP_CHAT, sc.OP_TEXT_COMPLETION, "generate_content")
 
 
-
 # -- efficiency -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EstimatedShare:
@@ -32,14 +31,19 @@ class EstimatedShare:
     estimated_tokens: int
     cost_usd: Decimal | None
     estimated_cost_usd: Decimal | None
+    input_tokens: int = (
+        0  # all of it (the Efficiency page's share read from cache needs no other query)
+    )
 
 
-def estimated_share(store: Store, filters: Filters | None = None, *, now: datetime | None = None) -> EstimatedShare:
+def estimated_share(
+    store: Store, filters: Filters | None = None, *, now: datetime | None = None
+) -> EstimatedShare:
     src, params = model_call_facts(store, filters, now=now, need=("usage_estimated",))
     r = store.rows(
         "SELECT sum(spans), sumIf(spans, usage_estimated), sum(input_tokens) + sum(output_tokens), "
         f"sumIf(input_tokens, usage_estimated) + sumIf(output_tokens, usage_estimated), {COST}, "
-        "if(sumIf(spans, usage_estimated AND has_cost) = 0, NULL, sumIf(cost_usd, usage_estimated)) "
+        "if(sumIf(spans, usage_estimated AND has_cost) = 0, NULL, sumIf(cost_usd, usage_estimated)), sum(input_tokens) "
         f"FROM {src}",
         params,
     )[0]
@@ -50,12 +54,17 @@ def estimated_share(store: Store, filters: Filters | None = None, *, now: dateti
         estimated_tokens=int(r[3]),
         cost_usd=None if r[4] is None else Decimal(r[4]),
         estimated_cost_usd=None if r[5] is None else Decimal(r[5]),
+        input_tokens=int(r[6] or 0),
     )
 
 
-def error_costs(store: Store, filters: Filters | None = None, *, now: datetime | None = None) -> list[ReportRow]:
+def error_costs(
+    store: Store, filters: Filters | None = None, *, now: datetime | None = None
+) -> list[ReportRow]:
     """Model calls that failed, grouped by error type: what they cost anyway."""
-    src, params = model_call_facts(store, filters, now=now, need=("error_type",), extra=Where("status = 'error'"))
+    src, params = model_call_facts(
+        store, filters, now=now, need=("error_type",), extra=Where("status = 'error'")
+    )
     rows = store.rows(
         f"SELECT error_type AS key, {_METRICS} FROM {src} GROUP BY key ORDER BY cost_usd DESC NULLS LAST, calls DESC, key",
         params,
@@ -81,7 +90,15 @@ class _Rates:
     output: Decimal
     reasoning: Decimal
 
-    def cost(self, calls: int, uncached: int, cache_read: int, cache_write: int, output: int, reasoning: int) -> Decimal:
+    def cost(
+        self,
+        calls: int,
+        uncached: int,
+        cache_read: int,
+        cache_write: int,
+        output: int,
+        reasoning: int,
+    ) -> Decimal:
         tokens = (
             uncached * self.uncached
             + cache_read * self.cache_read
@@ -150,7 +167,9 @@ def _bucket_tokens(bucket: int) -> int:
 
 def _varies_within_day(prices: Any, model: str, provider: str | None) -> bool:
     """True when genai-prices prices this model by time of day (off-peak hours)."""
-    if prices.overrides and (model in prices.overrides or model.lower() in {k.lower() for k in prices.overrides}):
+    if prices.overrides and (
+        model in prices.overrides or model.lower() in {k.lower() for k in prices.overrides}
+    ):
         return False
     try:
         from genai_prices import Usage as GPUsage
@@ -185,7 +204,11 @@ class _RateBook:
 
     def rates_at(self, model: str, provider: str, slot: datetime, bucket: int) -> _Rates | None:
         """Rates at a 30-minute slot: the slot's day's, unless the price varies within a day."""
-        when = slot if self.varies(model, provider) else slot.replace(hour=0, minute=0, second=0, microsecond=0)
+        when = (
+            slot
+            if self.varies(model, provider)
+            else slot.replace(hour=0, minute=0, second=0, microsecond=0)
+        )
         return self.rates(model, provider, when, bucket)
 
     def rates(self, model: str, provider: str, when: datetime, bucket: int) -> _Rates | None:
@@ -201,7 +224,11 @@ class _RateBook:
 
         def total(**counts: Any) -> Decimal | None:  # token counts (ints)
             c = self.prices.cost(Usage(**counts), model, provider or None, when)
-            return None if c.total_usd is None or c.status not in (sc.COST_PRICED, sc.COST_OVERRIDE) else c.total_usd
+            return (
+                None
+                if c.total_usd is None or c.status not in (sc.COST_PRICED, sc.COST_OVERRIDE)
+                else c.total_usd
+            )
 
         fee = total()
         base = total(input_tokens=n)
@@ -283,7 +310,9 @@ def cache_savings(
     need = ("response_model", "request_model", "provider", "input_tier")
 
     def scan(slot: str, grain: int, extra: Where | None = None) -> list[tuple[Any, ...]]:
-        src, params = model_call_facts(store, filters, now=now, need=need, extra=extra, grain=grain, raw=not tiered)
+        src, params = model_call_facts(
+            store, filters, now=now, need=need, extra=extra, grain=grain, raw=not tiered
+        )
         return store.rows(
             f"SELECT {_PRICED_MODEL} AS m, request_model, provider, {slot} AS t, {tier_sql} AS b, "
             f"sum(cache_read_calls), sum(cache_read_tokens), has_cost AS priced FROM {src} "
@@ -294,7 +323,13 @@ def cache_savings(
     # a day at a time (PriceBook's own granularity, and what a rollup can give); the models
     # priced by time of day (off-peak hours) again from the spans, per 30 minutes
     rows = scan(_DAY_SQL, 86400)
-    tod = sorted({str(r[1]) for r in rows if book.varies(str(r[0]), str(r[2])) or book.varies(str(r[1]), str(r[2]))})
+    tod = sorted(
+        {
+            str(r[1])
+            for r in rows
+            if book.varies(str(r[0]), str(r[2])) or book.varies(str(r[1]), str(r[2]))
+        }
+    )
     if tod:
         rows = [r for r in rows if str(r[1]) not in tod] + scan(
             _SLOT_SQL, 1800, Where("request_model IN {cs_tod:Array(String)}", {"cs_tod": tod})
@@ -307,7 +342,9 @@ def cache_savings(
                 unpriced += int(cache_read)
                 continue
             slot, bucket = _utc(t), int(b)
-            rates = book.rates_at(str(m), str(provider), slot, bucket) or book.rates_at(str(req), str(provider), slot, bucket)
+            rates = book.rates_at(str(m), str(provider), slot, bucket) or book.rates_at(
+                str(req), str(provider), slot, bucket
+            )
             if rates is None:
                 unpriced += int(cache_read)
                 continue
@@ -365,12 +402,52 @@ def what_if(
 ) -> WhatIf:
     """What the filtered chat calls would have cost on `model` (at each call's day's price,
     tokens as they were: a different model would tokenize differently; this is the estimate
-    every cost calculator makes)."""
+    every cost calculator makes). Priced in SQL on the sums, joining tokentrail.prices
+    (reprice.what_if_sql: `tokentrail reprice`'s arithmetic), except for a model priced by time
+    of day, which the price table holds at 00:00 UTC only: per half hour with PriceBook."""
     prices = prices if prices is not None else price_book(store.settings.prices)
-    tod = _varies_within_day(prices, model, provider)
-    slot, grain = (_SLOT_SQL, 1800) if tod else (_DAY_SQL, 86400)
-    tier_sql, tiered = _tiers()
-    src = facts(
+    if _varies_within_day(prices, model, provider):
+        return _what_if_by_half_hour(store, filters, model, provider, prices=prices, now=now)
+    from ..clock import now as clock_now
+    from ..pricing.ids import price_key
+    from ..usage import Usage
+    from .reprice import ensure_prices, what_if_sql
+
+    at = now or clock_now()
+    target = prices.cost(Usage(1000, 100), model, provider or None, at)
+    priced = target.status in (sc.COST_PRICED, sc.COST_OVERRIDE) and bool(target.price_id)
+    try:
+        versions = ensure_prices(store, prices, at)
+    except Exception:  # not a telemetry path: a read-only user (a dashboard's may be) cannot store prices not synced yet; PriceBook gives the same dollars
+        return _what_if_by_half_hour(store, filters, model, provider, prices=prices, now=now)
+    _, tiered = _tiers()
+    src = _chat_facts(store, filters, now, tiered)
+    floor = (
+        f"[0, {', '.join(str(t + 1) for t in ROLLUP_TIERS)}][input_tier + 1]"
+        if tiered
+        else "input_tokens"
+    )
+    key = price_key(target.price_id if priced else "")
+    rows = store.rows(
+        what_if_sql(src.sql, store.table("prices"), floor, {c: f"wi_{c}" for c in key}),
+        {**src.params, "wi_versions": versions, **{f"wi_{c}": v for c, v in key.items()}},
+    )
+    groups: dict[tuple[str, str], list[Any]] = {}
+    unknown = not priced
+    skipped = 0
+    for req, prov, known, calls, actual, what, no_price in rows:
+        if not known:  # no actual cost to compare with
+            skipped += int(calls)
+            continue
+        groups[(str(req), str(prov))] = [int(calls), Decimal(actual or 0), Decimal(what)]
+        unknown = unknown or int(no_price) > 0
+    return _what_if_result(model, provider, groups, unknown, skipped)
+
+
+def _chat_facts(
+    store: Store, filters: Filters | None, now: datetime | None, tiered: bool, grain: int = 86400
+) -> Any:
+    return facts(
         store,
         filters,
         now=now,
@@ -379,29 +456,15 @@ def what_if(
         grain=grain,
         raw=not tiered,
     )
-    rows = store.rows(
-        f"SELECT request_model, provider, {slot} AS t, {tier_sql} AS b, has_cost AS known, "
-        f"sum(spans), sum(cost_usd), {_TOKEN_SUMS} FROM {src.sql} "
-        "GROUP BY request_model, provider, t, b, known",
-        src.params,
-    )
-    book = _RateBook(prices)
-    groups: dict[tuple[str, str], list[Any]] = {}
-    unknown = False
-    skipped = 0
-    with _decimal_context():
-        for req, prov, t, b, known, calls, actual, uncached, cache_read, cache_write, output, reasoning in rows:
-            if not known:  # no actual cost to compare with
-                skipped += int(calls)
-                continue
-            acc = groups.setdefault((str(req), str(prov)), [0, Decimal(0), Decimal(0)])
-            acc[0] += int(calls)
-            acc[1] += Decimal(actual or 0)
-            rates = book.rates(model, provider or "", _utc(t), int(b))
-            if rates is None:
-                unknown = True
-                continue
-            acc[2] += rates.cost(int(calls), int(uncached), int(cache_read), int(cache_write), int(output), int(reasoning))
+
+
+def _what_if_result(
+    model: str,
+    provider: str | None,
+    groups: dict[tuple[str, str], list[Any]],
+    unknown: bool,
+    skipped: int,
+) -> WhatIf:
     by_model = sorted(
         (WhatIfRow(m, p, c, a, None if unknown else w) for (m, p), (c, a, w) in groups.items()),
         key=lambda r: (-r.actual_usd, r.model, r.provider),
@@ -411,14 +474,84 @@ def what_if(
         provider=provider,
         calls=sum(r.calls for r in by_model),
         actual_usd=sum((r.actual_usd for r in by_model), Decimal(0)),
-        what_if_usd=None if unknown else sum((r.what_if_usd or Decimal(0) for r in by_model), Decimal(0)),
+        what_if_usd=None
+        if unknown
+        else sum((r.what_if_usd or Decimal(0) for r in by_model), Decimal(0)),
         by_model=by_model,
         skipped_calls=skipped,
     )
 
 
+def _what_if_by_half_hour(
+    store: Store,
+    filters: Filters | None,
+    model: str,
+    provider: str | None,
+    *,
+    prices: Any,
+    now: datetime | None,
+) -> WhatIf:
+    """A target priced by time of day (DeepSeek's off-peak hours): sums per half hour, each
+    priced with the rates PriceBook gives for a call of that slot and tier bucket."""
+    tier_sql, tiered = _tiers()
+    src = _chat_facts(store, filters, now, tiered, grain=1800)
+    rows = store.rows(
+        f"SELECT request_model, provider, {_SLOT_SQL} AS t, {tier_sql} AS b, has_cost AS known, "
+        f"sum(spans), sum(cost_usd), {_TOKEN_SUMS} FROM {src.sql} "
+        "GROUP BY request_model, provider, t, b, known",
+        src.params,
+    )
+    book = _RateBook(prices)
+    groups: dict[tuple[str, str], list[Any]] = {}
+    unknown = False
+    skipped = 0
+    with _decimal_context():
+        for (
+            req,
+            prov,
+            t,
+            b,
+            known,
+            calls,
+            actual,
+            uncached,
+            cache_read,
+            cache_write,
+            output,
+            reasoning,
+        ) in rows:
+            if not known:
+                skipped += int(calls)
+                continue
+            acc = groups.setdefault((str(req), str(prov)), [0, Decimal(0), Decimal(0)])
+            acc[0] += int(calls)
+            acc[1] += Decimal(actual or 0)
+            rates = book.rates(model, provider or "", _utc(t), int(b))
+            if rates is None:
+                unknown = True
+                continue
+            acc[2] += rates.cost(
+                int(calls),
+                int(uncached),
+                int(cache_read),
+                int(cache_write),
+                int(output),
+                int(reasoning),
+            )
+    return _what_if_result(model, provider, groups, unknown, skipped)
+
+
 # genai-prices providers offered first as "what would it cost on..." targets
-WHAT_IF_PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "groq", "aws")
+WHAT_IF_PROVIDERS: tuple[str, ...] = (
+    "openai",
+    "anthropic",
+    "google",
+    "mistral",
+    "deepseek",
+    "x-ai",
+    "groq",
+    "aws",
+)
 
 
 def what_if_models(prices: Any = None) -> list[tuple[str, str | None]]:
@@ -426,7 +559,9 @@ def what_if_models(prices: Any = None) -> list[tuple[str, str | None]]:
     knows for the main providers (provider = its genai-prices id)."""
     from genai_prices.data import providers
 
-    out: list[tuple[str, str | None]] = [(m, None) for m in sorted(getattr(prices, "overrides", {}) or {})]
+    out: list[tuple[str, str | None]] = [
+        (m, None) for m in sorted(getattr(prices, "overrides", {}) or {})
+    ]
     by_id = {p.id: p for p in providers}
     for pid in WHAT_IF_PROVIDERS:
         p = by_id.get(pid)

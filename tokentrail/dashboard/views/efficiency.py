@@ -25,6 +25,19 @@ if estimated.calls == 0:
     ui.no_match(view)
     st.stop()
 
+currency = data.settings().currency
+if currency is not None and currency.code != "USD":
+    # issue 14: the store is in USD; each day's spend at that day's rate (a missing rate is shown)
+    try:
+        in_currency = data.load("spend_in_currency", view.filters, currency=currency)
+        st.metric(
+            f"Spend in {currency.code}",
+            currency.format(in_currency.total),
+            help=f"Each day's USD at that day's rate ({currency.source}).",
+        )
+    except data.StoreUnavailable as e:  # a missing rate (MissingRate) arrives as this: shown
+        st.warning(str(e))
+
 st.subheader("Prompt caching")
 s1, s2, s3 = st.columns(3)
 s1.metric(
@@ -33,9 +46,14 @@ s1.metric(
     help="Cache-read tokens re-priced at the model's uncached input price, minus what was paid for them.",
 )
 s2.metric("Cache-read tokens", fmt.count(savings.cache_read_tokens))
-s3.metric("Share of input tokens read from cache", fmt.pct(savings.cache_read_tokens, data.load("totals", view.filters).input_tokens))
+s3.metric(
+    "Share of input tokens read from cache",
+    fmt.pct(savings.cache_read_tokens, estimated.input_tokens),
+)
 if savings.unpriced_cache_read_tokens:
-    st.caption(f"{fmt.count(savings.unpriced_cache_read_tokens)} cache-read tokens of unpriced calls are left out.")
+    st.caption(
+        f"{fmt.count(savings.unpriced_cache_read_tokens)} cache-read tokens of unpriced calls are left out."
+    )
 if savings.by_model:
     ui.table(
         pd.DataFrame(
@@ -54,7 +72,9 @@ if savings.by_model:
             "model": "Model",
             "provider": "Provider",
             "calls": st.column_config.NumberColumn("Calls with cache reads", format="localized"),
-            "cache_read_tokens": st.column_config.NumberColumn("Cache-read tokens", format="localized"),
+            "cache_read_tokens": st.column_config.NumberColumn(
+                "Cache-read tokens", format="localized"
+            ),
             "saved_usd": st.column_config.NumberColumn("Saved", format="$%.4f"),
         },
     )
@@ -68,7 +88,9 @@ e1.metric(
 )
 e2.metric("Share of tokens estimated", fmt.pct(estimated.estimated_tokens, estimated.tokens))
 e3.metric("Spend on estimated usage", fmt.usd(estimated.estimated_cost_usd))
-st.caption(f"{fmt.count(estimated.estimated_calls)} of {fmt.count(estimated.calls)} model calls were counted by a tokenizer.")
+st.caption(
+    f"{fmt.count(estimated.estimated_calls)} of {fmt.count(estimated.calls)} model calls were counted by a tokenizer."
+)
 
 st.subheader("Cost of errors")
 error_spend = [r.cost_usd for r in errors if r.cost_usd is not None]
