@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .. import semconv as sc
+from ..instrumentation.spans import RunSpan
 
 __all__ = ["MODEL_OPS", "Call", "Calls", "OwnSpanWatcher", "own_model_span", "tokens"]
 
@@ -46,8 +47,6 @@ def same(a: Call, b: Call) -> bool:
 
 
 def own_model_span(span: Any) -> bool:
-    from ..instrumentation.spans import RunSpan
-
     if type(span) is not RunSpan:
         return False
     attrs: Any = span._attributes
