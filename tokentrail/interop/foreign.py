@@ -150,6 +150,8 @@ class ForeignSpanProcessor(SpanProcessor):
         try:
             self._record(span, attrs, entry)
         except Exception as e:  # noqa: BLE001 - the guard inlined: a context manager costs ~1.5 µs a span
+            if entry is not None and entry[_RESERVATION] is not None:
+                self._settle(entry, None)  # not held until it expires
             handle_internal_error("pricing a foreign GenAI span", e)
 
     def shutdown(self) -> None:
