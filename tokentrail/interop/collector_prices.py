@@ -21,9 +21,11 @@ Why joins in the view: they price every span in the server, as it arrives, from 
 price table, with nothing else to keep in step. Their right sides are grouped per key (one row
 per name, one per price key, periods in an array), a few thousand rows, built once per inserted
 block: the Collector inserts in batches, so that is per batch, not per span. Measured
-(bench/interop_collector_view.py, 1,000-span batches, a fifth model calls): the view adds
-~380 ms a batch at load 3, as the earlier view on today's prices did at load 11, and ~1.3-1.9 s
-at load 13-15 on the shared 2-core machine. Tried and not kept: Join-engine lookup tables read
+(bench/interop_collector_view.py, 1,000-span batches, a fifth model calls, paired runs at load
+~4.5 on the shared 2-core machine): the view adds ~420-480 ms a batch against ~175-180 ms for
+the earlier view on today's prices (otel_prices): dated prices cost ~2.5x. Not the key lookup
+(aliasing every lookup once, merging the override join into the name join: no change) nor
+FINAL (none: no change); not found in the time box. Tried and not kept: Join-engine lookup tables read
 with joinGet (no right side rebuilt per block, but not faster here: ~2.2-2.5 s at the same load,
 and three more tables to keep in step); a range_hashed dictionary (the natural fit for dated
 rows) needs a source that reaches the server (a CLICKHOUSE source with host and credentials),
