@@ -26,8 +26,8 @@ block: the Collector inserts in batches, so that is per batch, not per span. Mea
 the earlier view on today's prices (otel_prices): dated prices cost ~2.5x. Not the key lookup
 (aliasing every lookup once, merging the override join into the name join: no change) nor
 FINAL (none: no change); not found in the time box. Tried and not kept: Join-engine lookup tables read
-with joinGet (no right side rebuilt per block, but not faster here: ~2.2-2.5 s at the same load,
-and three more tables to keep in step); a range_hashed dictionary (the natural fit for dated
+with joinGet (no right side rebuilt per block, but not faster: ~2.2-2.5 s a batch at load 14-17,
+when this view took ~1.3-1.9 s; and three more tables to keep in step); a range_hashed dictionary (the natural fit for dated
 rows) needs a source that reaches the server (a CLICKHOUSE source with host and credentials),
 which an embedded or clickhouse-local store has not.
 """
