@@ -160,3 +160,41 @@ def test_backfill_bad_since_and_bad_table(server: Any, capsys: Any) -> None:
     assert "--since" in capsys.readouterr().err
     assert cli.main(["otel", "attach", "--table", "x; DROP TABLE y"]) == 2
     assert "--table" in capsys.readouterr().err
+
+
+def _llm(model: str, provider: str, inp: int, out: int, cache_read: int = 0) -> dict[str, str]:
+    return {"traceloop.workflow.name": "w", "gen_ai.provider.name": provider, "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model, "gen_ai.response.model": model, "gen_ai.usage.input_tokens": str(inp),
+            "gen_ai.usage.output_tokens": str(out), "gen_ai.usage.cache_read_input_tokens": str(cache_read)}
+
+
+def test_view_prices_each_span_at_its_own_dated_price(server: Any) -> None:
+    """tokentrail.prices holds every period of a price: a span before a price change and one
+    after are each priced at their own (genai-prices' deepseek-v4-flash changed on 2026-08-17
+    and 2026-09-10; claude-sonnet-4-6 had a long-context tier until 2026-03-13). At 12:00 UTC:
+    deepseek's peak-hour prices (06:00-10:00) are a time-of-day condition SQL does not apply."""
+    from datetime import datetime, timezone
+
+    rt, store = server
+    assert cli.main(["otel", "attach"]) == 0
+    at = {i: datetime(*d, tzinfo=timezone.utc) for i, d in enumerate(
+        [(2026, 8, 1, 12), (2026, 8, 20, 12), (2026, 9, 15, 12), (2026, 8, 1, 13), (2026, 3, 1, 9), (2026, 3, 14, 9)], start=1)}
+    attrs = {1: _llm("deepseek-v4-flash", "deepseek", 10000, 2000, 4000), 2: _llm("deepseek-v4-flash", "deepseek", 10000, 2000, 4000),
+             3: _llm("deepseek-v4-flash", "deepseek", 10000, 2000, 4000), 4: _llm("deepseek-v4-flash", "deepseek", 10, 1, 3),
+             5: _llm("claude-sonnet-4-6", "anthropic", 250000, 1000), 6: _llm("claude-sonnet-4-6", "anthropic", 250000, 1000)}
+    _insert(store, [_row(i, attrs[i], at[i], "opentelemetry.instrumentation.langchain") for i in at])
+    rows = _spans(store)
+    got = {i: rows[f"{i:016x}"] for i in at}
+    usage = {1: Usage(10000, 2000, 4000), 4: Usage(10, 1, 3), 5: Usage(250000, 1000)}
+    for i in at:
+        model, provider = ("deepseek-v4-flash", "deepseek") if i <= 4 else ("claude-sonnet-4-6", "anthropic")
+        exp = rt.prices.cost(usage.get(i, usage[1] if i <= 3 else usage[5]), model, provider, at[i])
+        assert (got[i]["cost_usd"], got[i]["input_cost_usd"], got[i]["output_cost_usd"], got[i]["price_id"]) == (
+            exp.total_usd, exp.input_usd, exp.output_usd, exp.price_id), i
+    # by hand: (6000 * in + 4000 * cache read + 2000 * out) / 1M at each period's prices
+    assert [got[i]["cost_usd"] for i in (1, 2, 3)] == [Decimal("0.0014112"), Decimal("0.002668"), Decimal("0.002112")]
+    # below the nano-dollar: 7 * $0.14/M + 3 * $0.0028/M = $0.0000009884 -> 0.000000988
+    assert (got[4]["input_cost_usd"], got[4]["cost_usd"]) == (Decimal("0.000000988"), Decimal("0.000001268"))
+    # 250k input tokens: the long-context step before 2026-03-13 ($6, $22.50 /M), none after ($3, $15)
+    assert [got[i]["cost_usd"] for i in (5, 6)] == [Decimal("1.5225"), Decimal("0.765")]
+    assert got[5]["price_id"] != got[6]["price_id"] and got[1]["price_version"].startswith("genai-prices")

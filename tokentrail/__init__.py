@@ -151,16 +151,18 @@ def instrument_llamaindex() -> Any:
 def span_processor() -> Any:
     """A SpanProcessor for your own TracerProvider: it prices the GenAI spans OpenInference,
     OpenLLMetry and OpenTelemetry's genai instrumentations make, into tokentrail's ledger."""
+    from . import runtime
     from .interop.foreign import ForeignSpanProcessor
 
-    return ForeignSpanProcessor()
+    return ForeignSpanProcessor(peek=runtime.current_or_none)
 
 
 def instrument_otel() -> Any:
     """Add `span_processor()` to the global TracerProvider (an SDK one); returns the processor."""
+    from . import runtime
     from .interop.attach import instrument_global
 
-    return instrument_global()
+    return instrument_global(peek=runtime.current_or_none)
 
 
 def flush(timeout_millis: int = 30000) -> bool:

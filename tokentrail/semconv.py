@@ -72,3 +72,11 @@ SERVICE_TIER = "tokentrail.service_tier"  # as the response reports it: flex, pr
 COST_FEES_USD = "tokentrail.cost.fees_usd"  # per-request and per-search fees, part of cost.usd
 PRICE_ID = "tokentrail.price.id"  # the row of tokentrail.prices that priced the call
 PRICE_VERSION = "tokentrail.price.version"  # e.g. "genai-prices 0.2.3"
+
+# cost as other backends read it (issue 13, interop/genai_cost.py): a float copy of cost.usd
+GEN_AI_USAGE_COST = "gen_ai.usage.cost"  # OpenLIT, LiteLLM emit it; Langfuse, Opik, Laminar read it
+GEN_AI_USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"  # semantic-conventions-genai PR #443 (draft)
+GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
+# not stored as extra attributes: the row already has cost_usd, exact
+GEN_AI_USAGE_COST_DERIVED = frozenset({GEN_AI_USAGE_COST, GEN_AI_USAGE_COST_AMOUNT, GEN_AI_USAGE_COST_CURRENCY, GEN_AI_USAGE_COST_SOURCE})

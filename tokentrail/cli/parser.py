@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-rejected", action="store_true", help="first put the files set aside in spool/rejected back")
     p.set_defaults(func=ingest.run)
 
-    from ..interop.cli_otel import add_parser as add_otel  # tokentrail otel attach|backfill
+    from .otel import add_parser as add_otel  # tokentrail otel attach|backfill
 
     add_otel(sub, common)
 

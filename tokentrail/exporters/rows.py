@@ -23,7 +23,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from .. import semconv as sc
-from ..interop.genai_cost import DERIVED
 from ..usage import MAX_TOKENS, cost_or_none, count_or_none, raw_text
 
 logger = logging.getLogger("tokentrail.exporter")
@@ -155,7 +154,7 @@ def span_row(span: ReadableSpan) -> dict[str, Any]:
                 else:
                     row[col] = cost
             continue
-        if key in DERIVED:  # gen_ai.usage.cost: a float copy of cost_usd
+        if key in sc.GEN_AI_USAGE_COST_DERIVED:  # gen_ai.usage.cost: a float copy of cost_usd
             continue
         if key == sc.TAGS:
             row["tags"] = [value] if isinstance(value, str) else [str(t) for t in value or ()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
@@ -14,8 +15,9 @@ _lock = threading.Lock()
 _installed: dict[int, ForeignSpanProcessor] = {}
 
 
-def instrument_global() -> ForeignSpanProcessor:
-    """Idempotent: a second call returns the processor the first one added."""
+def instrument_global(peek: Callable[[], Any] | None = None) -> ForeignSpanProcessor:
+    """Idempotent: a second call returns the processor the first one added. `peek`: the
+    default instance if there is one (never making it), for span starts."""
     provider: Any = trace.get_tracer_provider()
     if not hasattr(provider, "add_span_processor"):
         # the API's proxy before any SDK provider is set: make one, as logfire does
@@ -32,7 +34,7 @@ def instrument_global() -> ForeignSpanProcessor:
     with _lock:
         found = _installed.get(id(provider))
         if found is None:
-            found = ForeignSpanProcessor()
+            found = ForeignSpanProcessor(peek=peek)
             provider.add_span_processor(found)
             _installed[id(provider)] = found
     return found

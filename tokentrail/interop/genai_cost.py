@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-GEN_AI_USAGE_COST = "gen_ai.usage.cost"
-GEN_AI_USAGE_COST_AMOUNT = "gen_ai.usage.cost.amount"
-GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
-GEN_AI_USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
-# not stored as extra attributes: the row already has cost_usd, exact
-DERIVED = frozenset({GEN_AI_USAGE_COST, GEN_AI_USAGE_COST_AMOUNT, GEN_AI_USAGE_COST_CURRENCY, GEN_AI_USAGE_COST_SOURCE})
+from ..semconv import (
+    GEN_AI_USAGE_COST,
+    GEN_AI_USAGE_COST_AMOUNT,
+    GEN_AI_USAGE_COST_CURRENCY,
+    GEN_AI_USAGE_COST_SOURCE,
+)
+from ..semconv import GEN_AI_USAGE_COST_DERIVED as DERIVED
+
+__all__ = ["DERIVED", "attributes", "set_draft"]
 
 _draft = False  # set from the default instance's settings (runtime.Tokentrail)
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import semconv as sc
-from ..usage import Usage, count_or_none, raw_text
+from ..usage import MAX_TOKENS, Usage, count_or_none, raw_text
 
 OPENINFERENCE = "openinference"
 OPENLLMETRY = "openllmetry"
@@ -48,6 +48,7 @@ _REASONING = (
     "gen_ai.usage.reasoning_tokens",
     "llm.usage.reasoning_tokens",
 )
+_OTHER_KEYS = (_INPUT, _OUTPUT, _TOTAL, _CACHE_READ, _CACHE_WRITE, _REASONING)
 
 
 def family(attrs: Mapping[str, Any]) -> str | None:
@@ -84,32 +85,35 @@ def operation(attrs: Mapping[str, Any]) -> str:
 
 def _first(attrs: Mapping[str, Any], keys: tuple[str, ...], bad: list[str]) -> int | None:
     for key in keys:
-        if key in attrs:
-            n = count_or_none(attrs[key])
+        value = attrs.get(key)
+        if value is not None:
+            if type(value) is int and 0 <= value <= MAX_TOKENS:  # the common case, checked inline
+                return value
+            n = count_or_none(value)
             if n is None:
-                bad.append(f"{key}={raw_text(attrs[key])}")
+                bad.append(f"{key}={raw_text(value)}")
                 return 0
             return n
     return None
 
 
+_OI_KEYS = (
+    ("llm.token_count.prompt",), ("llm.token_count.completion",), ("llm.token_count.total",),
+    ("llm.token_count.prompt_details.cache_read",), ("llm.token_count.prompt_details.cache_write",),
+    ("llm.token_count.completion_details.reasoning",),
+)  # fmt: skip
+
+
 def usage(attrs: Mapping[str, Any], fam: str) -> Usage | None:
     """The span's usage, or None when it reports none."""
     bad: list[str] = []
-    if fam == OPENINFERENCE:
-        inp = _first(attrs, ("llm.token_count.prompt",), bad)
-        out = _first(attrs, ("llm.token_count.completion",), bad)
-        total = _first(attrs, ("llm.token_count.total",), bad)
-        cr = _first(attrs, ("llm.token_count.prompt_details.cache_read",), bad) or 0
-        cw = _first(attrs, ("llm.token_count.prompt_details.cache_write",), bad) or 0
-        rs = _first(attrs, ("llm.token_count.completion_details.reasoning",), bad) or 0
-    else:
-        inp = _first(attrs, _INPUT, bad)
-        out = _first(attrs, _OUTPUT, bad)
-        total = _first(attrs, _TOTAL, bad)
-        cr = _first(attrs, _CACHE_READ, bad) or 0
-        cw = _first(attrs, _CACHE_WRITE, bad) or 0
-        rs = _first(attrs, _REASONING, bad) or 0
+    k_in, k_out, k_total, k_cr, k_cw, k_rs = _OI_KEYS if fam == OPENINFERENCE else _OTHER_KEYS
+    inp = _first(attrs, k_in, bad)
+    out = _first(attrs, k_out, bad)
+    total = _first(attrs, k_total, bad)
+    cr = _first(attrs, k_cr, bad) or 0
+    cw = _first(attrs, k_cw, bad) or 0
+    rs = _first(attrs, k_rs, bad) or 0
     if inp is None and out is None and not bad:
         return None
     inp, out = inp or 0, out or 0

@@ -1,4 +1,4 @@
-"""`tokentrail otel attach | backfill` (its subparser is added in cli/parser.py)."""
+"""`tokentrail otel attach | backfill` (issue 13: the SQL is interop/collector.py; the subparser is added in cli/parser.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ def add_parser(sub: Any, common: Any) -> None:
 
 def run(args: argparse.Namespace, console: Any) -> int:
     from .. import runtime
+    from ..interop import collector
     from ..store import open_store
-    from . import collector
 
     if args.otel_command == "backfill":
         collector.parse_since(args.since)  # a bad value: one line, before connecting
