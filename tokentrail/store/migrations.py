@@ -235,12 +235,25 @@ class _Node:
         while True:
             try:
                 self.c.command(f"CREATE TABLE {snapshot} AS {self.q('spans')}")
-                break
             except Exception as e:  # only "already exists" is expected; others re-raise
                 if error_code(e) not in _EXISTS:
                     raise
+            else:
+                if m.number not in applied(self.c, self.db):
+                    break
+                # the builder recorded it and dropped its snapshot meanwhile: nothing to build
+                self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
+                return False
+            if m.number in applied(self.c, self.db):
+                return False  # built meanwhile (its snapshot not dropped yet)
             # another process is building, or died building
-            if exclusive or self._stale(stale_after):
+            stale = True if exclusive else self._stale(stale_after)
+            if stale is None and time.monotonic() < deadline:
+                # not (or no longer) in system.tables: being created or just dropped by its
+                # builder; never undo a build that may be alive, try the CREATE again
+                time.sleep(0.05)
+                continue
+            if stale:
                 logger.warning("tokentrail: an earlier rollup build in %s was interrupted; building again", self.db)
                 self._undo(m)
                 continue
@@ -266,6 +279,7 @@ class _Node:
             except Exception:
                 logger.exception("tokentrail: could not undo a failed rollup build in %s", self.db)
             raise
+        self.record(m)  # before the snapshot goes: a process that then creates one sees it built
         self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
         return True
 
@@ -303,14 +317,14 @@ class _Node:
                 return
             time.sleep(0.02)
 
-    def _stale(self, stale_after: float) -> bool:
+    def _stale(self, stale_after: float) -> bool | None:
         age = self.one(
             "SELECT dateDiff('second', metadata_modification_time, now()) FROM system.tables "
             "WHERE database = {db:String} AND name = {t:String}",
             t=SNAPSHOT,
         )
         if age is None:
-            return True  # dropped meanwhile: try to create it again
+            return None  # not visible: the caller tries to create it again
         running = self.one("SELECT count() FROM system.processes WHERE startsWith(query_id, {p:String})", p=BACKFILL_QUERY_ID)
         return int(age) >= stale_after and not running
 
