@@ -257,12 +257,12 @@ def overview(
     rows = store.rows(sql, params)
     n = 10  # the sums after (bucket, key)
     per_model: dict[str, list[Any]] = {}
-    everything = [0] * n
+    everything: list[Any] = [0] * n
     series = []
     for r in rows:
-        sums = [Decimal(v) if i == 7 else int(v or 0) for i, v in enumerate(r[2:])]
-        cost = sums[7] if sums[6] else None  # no call with a cost: unknown, not $0
-        series.append(SeriesPoint(bucket=_utc(r[0]), key=str(r[1]), calls=sums[0], input_tokens=sums[1], output_tokens=sums[2], cost_usd=cost))
+        sums: list[Any] = [Decimal(v) if i == 7 else int(v or 0) for i, v in enumerate(r[2:])]
+        cost = Decimal(sums[7]) if sums[6] else None  # no call with a cost: unknown, not $0
+        series.append(SeriesPoint(bucket=_utc(r[0]), key=str(r[1]), calls=int(sums[0]), input_tokens=int(sums[1]), output_tokens=int(sums[2]), cost_usd=cost))
         acc = per_model.setdefault(str(r[1]), [0] * n)
         for i in range(n):
             acc[i] += sums[i]
