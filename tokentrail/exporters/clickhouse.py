@@ -1,9 +1,10 @@
 """An OpenTelemetry SpanExporter that writes the store's `spans` table (`tokentrail.spans` by default).
 
 Embedded store: every batch goes to the spool (an application never opens the chdb directory).
-Server: a batch is inserted directly, within a total deadline (`insert_deadline_s`: connect,
-migrate and insert); past it, or when the server fails, the batch goes to the spool under the
-same batch id and a breaker sends the next batches straight to the spool for `retry_interval`.
+Server: a batch is inserted directly, as one Native block of columns (columns.py: no dict per
+row, no JSON), within a total deadline (`insert_deadline_s`: connect, migrate and insert); past
+it, or when the server fails, the batch goes to the spool (JSONEachRow) under the same batch id
+and a breaker sends the next batches straight to the spool for `retry_interval`.
 The exporter drains the spool into the server by itself once it answers again. A batch that can
 be neither inserted nor spooled (the spool at its cap, a disk refusing writes) is counted as
 lost with its known cost, and recorded (losses.py): nothing is dropped silently.
