@@ -150,9 +150,21 @@ def span_count(store: Store) -> int:
 
 
 def filter_values(store: Store, filters: Filters, *, limit: int = 500, now: datetime | None = None) -> dict[str, list[str]]:
-    """The values each FILTER_FIELDS field takes in the filters' time range (other filters
-    ignored, so every choice stays reachable). Users: the `limit` most active."""
-    window = Filters(since=filters.since, until=filters.until)
+    """The values each FILTER_FIELDS field takes in the filters' time range widened to whole
+    days (UTC; other filters ignored, so every choice stays reachable). Users: the `limit` most
+    active. Whole days: read from the daily rollups alone, no raw spans at the window's edges
+    (at 10M spans those were half of the Overview's time; at 100M an edge day is 1M spans)."""
+    since, until = filters.time_range(now)
+    day = 86400
+
+    def whole(t: datetime | None, up: bool) -> datetime | None:
+        if t is None:
+            return None
+        ts = int(t.timestamp())
+        ts = ts - ts % day + (day if up and ts % day else 0)
+        return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+    window = Filters(since=whole(since, False), until=whole(until, True))
     low = [f for f in FILTER_FIELDS if f != "user_id"]
     src = facts(store, window, now=now, need=[FILTER_FIELDS[f] for f in low])
     cols = ", ".join(f"arraySort(groupUniqArray({FILTER_FIELDS[f]}))" for f in low)
