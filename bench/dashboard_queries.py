@@ -299,10 +299,8 @@ def tokentrail_questions(settings: Settings, now: datetime) -> dict[str, list[Ca
         "Overview": [
             queries.span_count,
             lambda s: queries.filter_values(s, f),
-            lambda s: queries.totals(s, f),
-            lambda s: queries.spend_series(s, f, by="model", bucket="day"),
+            lambda s: queries.overview(s, f, bucket="day", top=10),  # totals, spend by model, top models
             lambda s: queries.month_forecast(s, Filters(), now=now),
-            lambda s: queries.report(s, "model", f, limit=10),
         ],
         "Breakdown": [lambda s: queries.breakdown(s, "feature", f)],
         "Budgets": [

@@ -10,16 +10,19 @@ the schema tokentrail's own (spans plus the rollups' materialized views). Spans 
 the OpenTelemetry SDK (a chain span and a model call with tokentrail's attributes, alternating)
 before the clock starts; then, per batch size:
 
-- exporter: `ClickHouseSpanExporter.export(batch)`: encode rows (JSONEachRow) and insert;
-- insert only: the same payloads, pre-encoded, through `raw_insert` (what the server takes);
+- exporter: `ClickHouseSpanExporter.export(batch)`: the spans as columns, one Native block, insert;
+- JSON before: the exporter's way before the columnar insert: a dict per row, JSONEachRow;
+- insert only: the Native blocks, made before the clock starts, through `raw_insert`;
 - no rollups: the same, into a spans table without the rollups' views (the schema before them);
-- columnar: the same rows as Python columns through clickhouse-connect's `insert` (Native);
 - embedded: the exporter into the spool, then a reader's ingest into the embedded engine.
+Below each line: CPU per span in this process and in the server (when started here): on a
+shared machine the load moves spans/s much more than it moves CPU per span.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -38,7 +41,8 @@ from row_encoding import MODEL_ATTRS as ROW_ATTRS  # noqa: E402 (bench/, beside 
 
 from tokentrail.config import Settings  # noqa: E402
 from tokentrail.exporters.clickhouse import ClickHouseSpanExporter  # noqa: E402
-from tokentrail.exporters.rows import encode_spans, span_row  # noqa: E402
+from tokentrail.exporters.columns import COLUMN_NAMES, native_block, span_columns  # noqa: E402
+from tokentrail.exporters.rows import encode_spans  # noqa: E402
 from tokentrail.store import forget_schemas, insert_settings, open_store, spool  # noqa: E402
 from tokentrail.store.migrations import sql_file  # noqa: E402
 
@@ -76,38 +80,19 @@ def rate(n: int, fn: Callable[[], Any]) -> float:
     return n / (time.perf_counter() - t)
 
 
-# (column, its type's empty value) for the columnar insert
-_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("timestamp", None), ("duration_ms", 0.0), ("trace_id", ""), ("span_id", ""), ("parent_span_id", ""),
-    ("name", ""), ("operation", ""), ("framework", ""), ("service_name", ""), ("project", ""), ("team", ""),
-    ("feature", ""), ("user_id", ""), ("provider", ""), ("request_model", ""), ("response_model", ""),
-    ("input_tokens", 0), ("output_tokens", 0), ("cache_read_tokens", 0), ("input_cost_usd", None),
-    ("output_cost_usd", None), ("cost_usd", None), ("cost_status", ""), ("status", "ok"),
-)  # fmt: skip
-_DECIMALS = {"input_cost_usd", "output_cost_usd", "cost_usd"}
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds a process has used (all its threads), from /proc; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def column_rows(spans: list[ReadableSpan]) -> list[list[Any]]:
-    """The rows as Python values of the columns' types (what a columnar insert sends)."""
-    from datetime import datetime
-    from decimal import Decimal
-
-    out = []
-    for s in spans:
-        r = span_row(s)
-        row = []
-        for col, empty in _COLUMNS:
-            v = r.get(col, empty)
-            if col == "timestamp":
-                v = datetime.fromisoformat(v)
-            elif col in _DECIMALS and v is not None:
-                v = Decimal(v)
-            row.append(v)
-        out.append(row)
-    return out
-
-
-def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path) -> None:
+def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path, server_pid: int | None) -> None:
     """One line of the table: every way in, at one batch size."""
     parts = batches(spans, size)
     settings = Settings(clickhouse_url=url, home=tmp / f"home-{size}")
@@ -116,38 +101,40 @@ def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path) -> None:
     exp.export(parts[0][:10])  # connect and migrate outside the clock
     client = exp._server_client()
     client.command(f"TRUNCATE TABLE {db}.spans")
+    cpu0, srv0 = time.process_time(), _cpu_s(server_pid)
     exporter = rate(len(spans), lambda: [exp.export(b) for b in parts])
+    cpu = (time.process_time() - cpu0) / len(spans) * 1e6
+    srv = (_cpu_s(server_pid) - srv0) / len(spans) * 1e6
     assert exp.spooled_batches == 0, "the server refused batches"
-    payloads = [encode_spans(b) for b in parts]
+    n = int(client.query(f"SELECT count() FROM {db}.spans").result_rows[0][0])
+    assert n == len(spans), f"{n} rows stored of {len(spans)}"
 
-    def insert_only() -> None:
-        for i, p in enumerate(payloads):
-            client.raw_insert(f"{db}.spans", None, insert_block=p, fmt="JSONEachRow", settings=insert_settings(settings, f"raw-{size}-{i}"))
+    def json_exporter() -> None:  # the exporter's way before: rows as dicts, JSONEachRow
+        for i, b in enumerate(parts):
+            client.raw_insert(f"{db}.spans", None, insert_block=encode_spans(b), fmt="JSONEachRow", settings=insert_settings(settings, f"json-{size}-{i}"))
 
-    raw = rate(len(spans), insert_only)
+    client.command(f"TRUNCATE TABLE {db}.spans")
+    cpu0, srv0 = time.process_time(), _cpu_s(server_pid)
+    json_rate = rate(len(spans), json_exporter)
+    json_cpu = (time.process_time() - cpu0) / len(spans) * 1e6
+    json_srv = (_cpu_s(server_pid) - srv0) / len(spans) * 1e6
+    blocks = [native_block(span_columns(b)) for b in parts]
+
+    def insert_only(table: str, tag: str) -> Callable[[], None]:
+        def run() -> None:
+            for i, block in enumerate(blocks):
+                client.raw_insert(table, COLUMN_NAMES, insert_block=block, fmt="Native", settings=insert_settings(settings, f"{tag}-{size}-{i}"))
+
+        return run
+
+    raw = rate(len(spans), insert_only(f"{db}.spans", "raw"))
     # the same, into a spans table without the rollups' views (tokentrail 0.1.0's schema)
     plain = f"{db}_plain"
     client.command(f"CREATE DATABASE IF NOT EXISTS {plain}")
     client.command(f"DROP TABLE IF EXISTS {plain}.spans SYNC")
     client.command(sql_file("001_spans.sql", table=f"{plain}.spans"))
-
-    def insert_plain() -> None:
-        for i, p in enumerate(payloads):
-            client.raw_insert(f"{plain}.spans", None, insert_block=p, fmt="JSONEachRow", settings=insert_settings(settings, f"plain-{size}-{i}"))
-
-    floor = rate(len(spans), insert_plain)
-    names = [c for c, _ in _COLUMNS]
-
-    def columnar() -> None:
-        rows = column_rows(spans)  # timed: an exporter would have to build these values
-        for i in range(0, len(rows), size):
-            client.insert(f"{db}.spans", rows[i : i + size], column_names=names, settings=insert_settings(settings, f"col-{size}-{i}"))
-
-    try:
-        col = f"{rate(len(spans), columnar):>12,.0f}"
-    except Exception as e:  # a type the columnar path cannot take: say so, do not hide it
-        col = f"{'failed':>12}"
-        print(f"columnar insert failed: {' '.join(str(e).split())[:200]}")
+    client.command(sql_file("005_spans_prices.sql", table=f"{plain}.spans"))
+    floor = rate(len(spans), insert_only(f"{plain}.spans", "plain"))
     exp.shutdown()
     emb_settings = Settings(home=tmp / f"embedded-{size}")
     emb = ClickHouseSpanExporter(emb_settings)
@@ -164,8 +151,9 @@ def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path) -> None:
     ingested = time.perf_counter() - t
     assert n == len(spans) and spool.count(emb_settings.spool_dir) == 0
     embedded = len(spans) / (spooled + ingested)
-    print(f"{size:>7,}  {exporter:>12,.0f}  {raw:>12,.0f}  {floor:>12,.0f}  {col}  {embedded:>12,.0f}")
-    print(f"{'':>7}  (embedded: spool {len(spans) / spooled:,.0f}/s, then ingest {len(spans) / ingested:,.0f}/s)")
+    print(f"{size:>7,}  {exporter:>12,.0f}  {json_rate:>12,.0f}  {raw:>12,.0f}  {floor:>12,.0f}  {embedded:>12,.0f}")
+    print(f"{'':>7}  CPU µs per span, here + in the server: exporter {cpu:.1f} + {srv:.1f}, JSON before {json_cpu:.1f} + {json_srv:.1f}")
+    print(f"{'':>7}  embedded: spool {len(spans) / spooled:,.0f}/s, then ingest {len(spans) / ingested:,.0f}/s")
 
 
 def main() -> None:
@@ -188,9 +176,10 @@ def main() -> None:
         t = time.perf_counter()
         spans = make_spans(args.spans)
         print(f"{len(spans):,} spans made in {time.perf_counter() - t:.1f} s (not timed below); server {url.rsplit('@', 1)[-1]}")
-        print(f"\n{'batch':>7}  {'exporter':>12}  {'insert only':>12}  {'no rollups':>12}  {'columnar':>12}  {'embedded':>12}   spans/s")
+        print(f"\n{'batch':>7}  {'exporter':>12}  {'JSON before':>12}  {'insert only':>12}  {'no rollups':>12}  {'embedded':>12}   spans/s")
+        pid = server.proc.pid if server is not None and server.proc is not None else None
         for size in sizes:
-            measure(spans, size, url, tmp)
+            measure(spans, size, url, tmp, pid)
         print("\nexporter = encode + insert into the server, one thread; target >= 100,000 spans/s")
     finally:
         if server is not None:

@@ -90,6 +90,10 @@ def test_spend_questions_equal_raw(stores: tuple[Store, Store], used: list[str |
         both(stores, queries.breakdown, by, f)
     for bucket, by in (("hour", "model"), ("hour", "team"), ("day", "tag")):
         both(stores, queries.spend_series, f, by=by, bucket=bucket)
+    for bucket in ("hour", "day"):  # the Overview's one scan: what its three questions answer
+        o = both(stores, queries.overview, f, bucket=bucket, top=3)
+        assert o.totals == t and o.top_models == queries.report(stores[0], "model", f, limit=3, now=NOW)
+        assert o.series == queries.spend_series(stores[0], f, by="model", bucket=bucket, now=NOW)
     both(stores, queries.month_forecast, f)
     both(stores, queries.filter_values, f)
     both(stores, queries.estimated_share, f)

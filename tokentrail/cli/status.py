@@ -17,7 +17,7 @@ from .output import write_json
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from ..config import format_size as _bytes
-    from ..store.status import gather
+    from ..queries.status import gather
 
     settings = common.settings(args)
     st = gather(settings, timeout_s=args.timeout)

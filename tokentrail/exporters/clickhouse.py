@@ -1,9 +1,10 @@
 """An OpenTelemetry SpanExporter that writes the store's `spans` table (`tokentrail.spans` by default).
 
 Embedded store: every batch goes to the spool (an application never opens the chdb directory).
-Server: a batch is inserted directly, within a total deadline (`insert_deadline_s`: connect,
-migrate and insert); past it, or when the server fails, the batch goes to the spool under the
-same batch id and a breaker sends the next batches straight to the spool for `retry_interval`.
+Server: a batch is inserted directly, as one Native block of columns (columns.py: no dict per
+row, no JSON), within a total deadline (`insert_deadline_s`: connect, migrate and insert); past
+it, or when the server fails, the batch goes to the spool (JSONEachRow) under the same batch id
+and a breaker sends the next batches straight to the spool for `retry_interval`.
 The exporter drains the spool into the server by itself once it answers again. A batch that can
 be neither inserted nor spooled (the spool at its cap, a disk refusing writes) is counted as
 lost with its known cost, and recorded (losses.py): nothing is dropped silently.
@@ -17,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -36,7 +37,8 @@ from ..store import (
 )
 from ..store.deadline import Deadlines
 from ..store.health import ExportHealth
-from ..store.ingest import raw_insert, refuses_data
+from ..store.ingest import insert_settings, raw_insert, refuses_data
+from .columns import COLUMN_NAMES, native_block, span_columns
 from .losses import Losses
 from .rows import encode, span_row, span_rows
 
@@ -140,20 +142,55 @@ class ClickHouseSpanExporter(SpanExporter):
         if not payload:
             return True
         batch_id = spool.new_batch_id()
-        if not self.settings.embedded and not self._shutdown:
-            with self._lock:
-                if not self.server_down:
-                    try:
-                        self._insert(table, payload, batch_id)
-                        self.inserted_batches += 1
-                        self._server_ok()
-                        return True
-                    except Exception as e:  # the SpanExporter contract: FAILURE or spool, never raise; kind logged
-                        if refuses_data(e):  # the server answered: it is up, the batch is at fault
-                            logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, one_line(e))
-                        else:
-                            self._server_failed(e)
+        if self._send(table, lambda: self._insert(table, payload, batch_id)):
+            return True
         return self._spool(table, payload, batch_id, rows)
+
+    def _send(self, table: str, insert: Callable[[], None]) -> bool:
+        """Run one insert into the server unless it is down; True when it went in. Never raises:
+        a failure is logged by kind (and opens the breaker when it is the server's)."""
+        if self.settings.embedded or self._shutdown:
+            return False
+        with self._lock:
+            if self.server_down:
+                return False
+            try:
+                insert()
+                self.inserted_batches += 1
+                self._server_ok()
+                return True
+            except Exception as e:  # the SpanExporter contract: FAILURE or spool, never raise; kind logged
+                if refuses_data(e):  # the server answered: it is up, the batch is at fault
+                    logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, one_line(e))
+                else:
+                    self._server_failed(e)
+        return False
+
+    def _export_columns(self, spans: Sequence[ReadableSpan], batch_id: str) -> bool | None:
+        """A server's fast way in: the spans as one Native block, no JSON (measured 3-4x less
+        work here and on the server). True when stored, False when the server is down or the
+        insert failed (the batch goes to the spool), None when the block could not be made
+        (the batch goes the JSONEachRow way)."""
+        if self.settings.embedded or self._shutdown or self.server_down:
+            return False
+        try:
+            block = native_block(span_columns(spans))
+        except Exception as e:  # the JSON way still stores every span; said once a kind
+            if ("columns", type(e).__name__) not in self._told:
+                self._told.add(("columns", type(e).__name__))
+                logger.warning("tokentrail: columnar encoding failed (%s); sending JSONEachRow", one_line(e))
+            return None
+
+        def insert_now() -> None:
+            self._server_client().raw_insert(
+                f"`{self.settings.database}`.spans",
+                COLUMN_NAMES,
+                insert_block=block,
+                fmt="Native",
+                settings=insert_settings(self.settings, batch_id),
+            )
+
+        return self._send("spans", lambda: self._io.run(insert_now, self.deadline_s))
 
     def _spool(self, table: str, payload: bytes, batch_id: str, rows: Sequence[Mapping[str, Any]] | None) -> bool:
         """The same batch id in the spool: an abandoned insert that landed is stored once."""
@@ -217,6 +254,14 @@ class ClickHouseSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
+        if not spans:
+            return SpanExportResult.SUCCESS
+        # the same batch id in the spool if the insert fails: an abandoned insert that landed
+        # is stored once (the id is its deduplication token, whatever the format)
+        batch_id = spool.new_batch_id()
+        sent = self._export_columns(spans, batch_id)
+        if sent:
+            return SpanExportResult.SUCCESS
         try:
             rows = span_rows(spans)
             payload = encode(rows)
@@ -224,7 +269,9 @@ class ClickHouseSpanExporter(SpanExporter):
             logger.exception("tokentrail: could not encode %d spans", len(spans))
             self.losses.add("spans", len(spans), "encode_failed", one_line(e))
             return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS if self.write("spans", payload, rows=rows) else SpanExportResult.FAILURE
+        if sent is None and self._send("spans", lambda: self._insert("spans", payload, batch_id)):
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.SUCCESS if self._spool("spans", payload, batch_id, rows) else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         if self._shutdown:

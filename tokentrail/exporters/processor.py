@@ -27,6 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from .._internal import on_fork_in_child
+from ..store.deadline import suppress_instrumentation
 
 logger = logging.getLogger("tokentrail.exporter")
 
@@ -135,6 +136,7 @@ class LedgerSpanProcessor(SpanProcessor):
 
     # -- the export thread -----------------------------------------------------------------
     def _run(self) -> None:
+        suppress_instrumentation()  # the exporter's spool writes and drains: not the app's spans
         while True:
             if len(self._buf) < self.max_batch:  # a full batch waiting: no sleep
                 self._wake.wait(self.delay_s)

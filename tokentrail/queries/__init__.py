@@ -10,7 +10,8 @@ retrievers and tools carry no cost of their own.
 
 Modules: filters (time windows, Filters -> WHERE), source (where the spans are read from: the
 raw spans or a rollup, with the same sums either way), spend (report, totals, breakdowns,
-series, forecast), sql (read-only user SQL), traces, efficiency (cache savings, errors, what-if).
+series, forecast), sql (read-only user SQL), traces, efficiency (cache savings, errors, what-if),
+status (`tokentrail status`'s row counts and recorded losses).
 Every table is named through the store (`store.table("spans")`): the database is the one the
 URL names.
 
@@ -52,6 +53,7 @@ from .filters import (
 from .spend import (
     BREAKDOWN_BY,
     MonthForecast,
+    Overview,
     ReportRow,
     SeriesPoint,
     Totals,
@@ -59,6 +61,7 @@ from .spend import (
     check_group,
     filter_values,
     month_forecast,
+    overview,
     report,
     span_count,
     spend_series,
@@ -89,6 +92,7 @@ __all__ = [
     "GROUP_BY",
     "MODEL_OPERATIONS",
     "MonthForecast",
+    "Overview",
     "ReportRow",
     "SeriesPoint",
     "SqlError",
@@ -108,6 +112,7 @@ __all__ = [
     "filter_values",
     "model_calls",
     "month_forecast",
+    "overview",
     "parse_time",
     "parse_window",
     "price_book",

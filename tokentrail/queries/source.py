@@ -127,11 +127,15 @@ def facts(
     grain: int | None = None,
     raw: bool = False,
     prefix: str = "src_",
+    metrics: Sequence[str] | None = None,
 ) -> Facts:
     """The rows a question aggregates: the spans matching `filters` and `conditions` (on
     dimensions only), from the best rollup for the columns in `need` and the filters' own.
 
-    cuts: instants inside the window at which the question splits time (read raw around them)."""
+    cuts: instants inside the window at which the question splits time (read raw around them).
+    metrics: only these of the rollup's metrics (default all): the server reads every column a
+    UNION ALL branch names, used or not (measured: ranking traces 0.25 s with all, 0.11 s with
+    the three it sums)."""
     filters = filters or Filters()
     since, until = filters.time_range(now)
     dims = set(need) | {_FILTER_COLUMNS[f] for f in _FILTER_COLUMNS if getattr(filters, f) is not None}
@@ -141,12 +145,13 @@ def facts(
     spec = among[0]
     rollup = None if raw else pick(store, dims, among=among, grain=grain)
     spans = store.table("spans")
-    metrics = [m for m in spec.metrics if m not in dims]  # a filtered column is a dimension already
+    wanted = spec.metrics if metrics is None else [m for m in spec.metrics if m in metrics]
+    columns = [m for m in wanted if m not in dims]  # a filtered column is a dimension already
     raw_cols = ", ".join(
         [
             "s.timestamp AS timestamp",
             *(f"{_raw(d)} AS {d}" for d in sorted(dims)),
-            *(f"{_plain_raw(m)} AS {m}" for m in metrics),
+            *(f"{_plain_raw(m)} AS {m}" for m in columns),
         ]
     )
     raw_where = where.and_(spec.where) if spec.where else where
@@ -185,7 +190,7 @@ def facts(
         [
             f"toDateTime64({col}, 6, 'UTC') AS timestamp",
             *sorted(dims),
-            *(f"{_PLAIN[m]} AS {m}" if m in _PLAIN else m for m in rollup.metrics if m not in dims),
+            *(f"{_PLAIN[m]} AS {m}" if m in _PLAIN else m for m in columns),
         ]
     )
     roll_where = " AND ".join([*roll, where.sql])

@@ -150,9 +150,21 @@ def span_count(store: Store) -> int:
 
 
 def filter_values(store: Store, filters: Filters, *, limit: int = 500, now: datetime | None = None) -> dict[str, list[str]]:
-    """The values each FILTER_FIELDS field takes in the filters' time range (other filters
-    ignored, so every choice stays reachable). Users: the `limit` most active."""
-    window = Filters(since=filters.since, until=filters.until)
+    """The values each FILTER_FIELDS field takes in the filters' time range widened to whole
+    days (UTC; other filters ignored, so every choice stays reachable). Users: the `limit` most
+    active. Whole days: read from the daily rollups alone, no raw spans at the window's edges
+    (at 10M spans those were half of the Overview's time; at 100M an edge day is 1M spans)."""
+    since, until = filters.time_range(now)
+    day = 86400
+
+    def whole(t: datetime | None, up: bool) -> datetime | None:
+        if t is None:
+            return None
+        ts = int(t.timestamp())
+        ts = ts - ts % day + (day if up and ts % day else 0)
+        return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+    window = Filters(since=whole(since, False), until=whole(until, True))
     low = [f for f in FILTER_FIELDS if f != "user_id"]
     src = facts(store, window, now=now, need=[FILTER_FIELDS[f] for f in low])
     cols = ", ".join(f"arraySort(groupUniqArray({FILTER_FIELDS[f]}))" for f in low)
@@ -229,6 +241,52 @@ def spend_series(
         )
         for r in store.rows(sql, params)
     ]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The Overview page's figures from one scan: the totals, spend per time bucket and model,
+    and the `top` models (each equal to totals(), spend_series(by="model") and report("model"))."""
+
+    totals: Totals
+    series: list[SeriesPoint]
+    top_models: list[ReportRow]
+
+
+def overview(
+    store: Store, filters: Filters | None = None, *, bucket: str = "day", top: int = 10, now: datetime | None = None
+) -> Overview:
+    """totals, spend_series(by="model", bucket) and report("model", limit=top) from one query
+    grouped by bucket and model (sums add up exactly: the rest is summed here)."""
+    if bucket not in _BUCKETS:
+        raise ConfigError("bucket", f"{bucket!r} is not a bucket", "use hour or day")
+    src, params = model_call_facts(store, filters, now=now, need=_KEY_COLUMNS["model"], grain=_GRAIN[bucket])
+    sql = (
+        f"SELECT {_BUCKETS[bucket]} AS b, {GROUP_BY['model']} AS key, sum(spans), sum(input_tokens), sum(output_tokens), "
+        "sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sumIf(spans, has_cost), sum(cost_usd), "
+        f"sumIf(spans, cost_status = 'unpriced'), sumIf(spans, status = 'error') FROM {src} GROUP BY b, key ORDER BY b, key"
+    )
+    rows = store.rows(sql, params)
+    n = 10  # the sums after (bucket, key)
+    per_model: dict[str, list[Any]] = {}
+    everything: list[Any] = [0] * n
+    series = []
+    for r in rows:
+        sums: list[Any] = [Decimal(v) if i == 7 else int(v or 0) for i, v in enumerate(r[2:])]
+        cost = Decimal(sums[7]) if sums[6] else None  # no call with a cost: unknown, not $0
+        series.append(SeriesPoint(bucket=_utc(r[0]), key=str(r[1]), calls=int(sums[0]), input_tokens=int(sums[1]), output_tokens=int(sums[2]), cost_usd=cost))
+        acc = per_model.setdefault(str(r[1]), [0] * n)
+        for i in range(n):
+            acc[i] += sums[i]
+            everything[i] += sums[i]
+
+    def as_totals(s: list[Any]) -> dict[str, Any]:
+        return _totals_from((s[0], s[1], s[2], s[3], s[4], s[5], s[7] if s[6] else None, s[8], s[9]))
+
+    # report's order: cost DESC NULLS LAST (NULL: no call with a cost), calls DESC, key (bytes)
+    order = sorted(per_model.items(), key=lambda kv: (not kv[1][6], -kv[1][7] if kv[1][6] else 0, -kv[1][0], kv[0].encode()))
+    models = [ReportRow(key=k, **as_totals(v)) for k, v in order[:top]]
+    return Overview(Totals(**as_totals(everything)), series, models)
 
 
 # -- month-end forecast -----------------------------------------------------------------------

@@ -21,7 +21,17 @@ from .._internal import on_fork_in_child
 
 T = TypeVar("T")
 
-__all__ = ["DeadlineExceeded", "Deadlines"]
+__all__ = ["DeadlineExceeded", "Deadlines", "suppress_instrumentation"]
+
+
+def suppress_instrumentation() -> object:
+    """Mark this thread's context so that OpenTelemetry instrumentations (urllib3, requests,
+    httpx...) record nothing of tokentrail's own I/O, as the SDK's BatchSpanProcessor does for
+    its exporter: a traced insert would make spans that make inserts. For a thread's whole life
+    (tokentrail's own threads): the token is never detached."""
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
+
+    return attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
 
 
 class DeadlineExceeded(TimeoutError):
@@ -55,6 +65,7 @@ class Deadlines:
 
     @staticmethod
     def _work(q: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None], busy: threading.Event) -> None:
+        suppress_instrumentation()  # every call to the server runs here
         while True:
             item = q.get()
             if item is None:

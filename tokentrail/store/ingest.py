@@ -88,6 +88,8 @@ def insert_settings(settings: Settings, batch_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "insert_deduplication_token": batch_id,
         "deduplicate_blocks_in_dependent_materialized_views": 1,
+        # the rollups' views on their own threads: an insert waits for the slowest, not the sum
+        "parallel_view_processing": 1,
     }
     if settings.cluster:
         out["distributed_foreground_insert"] = 1

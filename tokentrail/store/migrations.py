@@ -235,15 +235,25 @@ class _Node:
         while True:
             try:
                 self.c.command(f"CREATE TABLE {snapshot} AS {self.q('spans')}")
-                break
             except Exception as e:  # only "already exists" is expected; others re-raise
                 if error_code(e) not in _EXISTS:
                     raise
-            # another process is building, or died building, or built it just now: the record
-            # is written before the snapshot is dropped, so a snapshot gone means "look again"
-            if m.number in applied(self.c, self.db):
+            else:
+                if m.number not in applied(self.c, self.db):
+                    break
+                # the builder recorded it and dropped its snapshot meanwhile: nothing to build
+                self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
                 return False
-            if exclusive or (self._stale(stale_after) and m.number not in applied(self.c, self.db)):
+            if m.number in applied(self.c, self.db):
+                return False  # built meanwhile (its snapshot not dropped yet)
+            # another process is building, or died building
+            stale = True if exclusive else self._stale(stale_after)
+            if stale is None and time.monotonic() < deadline:
+                # not (or no longer) in system.tables: being created or just dropped by its
+                # builder; never undo a build that may be alive, try the CREATE again
+                time.sleep(0.05)
+                continue
+            if stale:
                 logger.warning("tokentrail: an earlier rollup build in %s was interrupted; building again", self.db)
                 self._undo(m)
                 continue
@@ -252,9 +262,6 @@ class _Node:
                     return False
                 time.sleep(0.1)
             logger.info("tokentrail: another process is still filling the rollups of %s; reading spans until then", self.db)
-            return False
-        if m.number in applied(self.c, self.db):  # built by another process since we looked
-            self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
             return False
         try:
             self._undo_views(m)  # views of a build that died after making them
@@ -272,7 +279,7 @@ class _Node:
             except Exception:
                 logger.exception("tokentrail: could not undo a failed rollup build in %s", self.db)
             raise
-        self.record(m)  # before the snapshot goes: a process that finds it gone finds the record
+        self.record(m)  # before the snapshot goes: a process that then creates one sees it built
         self.c.command(f"DROP TABLE IF EXISTS {snapshot} SYNC")
         return True
 
@@ -310,14 +317,14 @@ class _Node:
                 return
             time.sleep(0.02)
 
-    def _stale(self, stale_after: float) -> bool:
+    def _stale(self, stale_after: float) -> bool | None:
         age = self.one(
             "SELECT dateDiff('second', metadata_modification_time, now()) FROM system.tables "
             "WHERE database = {db:String} AND name = {t:String}",
             t=SNAPSHOT,
         )
         if age is None:
-            return True  # dropped meanwhile: try to create it again
+            return None  # not visible: the caller tries to create it again
         running = self.one("SELECT count() FROM system.processes WHERE startsWith(query_id, {p:String})", p=BACKFILL_QUERY_ID)
         return int(age) >= stale_after and not running
 
@@ -406,7 +413,8 @@ def migrate_node(
             if m.number not in done:
                 break  # another process is still on it; later migrations wait for it
             continue
-        node.record(m)
+        if not (rollups and m.views):  # a build recorded its migration already (build_views)
+            node.record(m)
         logger.info("tokentrail: applied migration %d to %s: %s", m.number, database, m.name)
         done.add(m.number)
     node.check_spans()

@@ -9,6 +9,7 @@ The spool is not ingested here, so its depth is what it is.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -20,7 +21,7 @@ from .deadline import DeadlineExceeded, Deadlines
 from .health import read_all
 from .spool import Depth, RejectedFile
 
-__all__ = ["Lost", "Status", "StoreState", "gather"]
+__all__ = ["Lost", "Probe", "Status", "StoreState", "gather"]
 
 
 @dataclass
@@ -127,18 +128,14 @@ def _iso_ns(ns: int | None) -> str | None:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-def _probe(settings: Settings, lock_timeout: float) -> tuple[int, int, list[dict[str, Any]]]:
+Probe = Callable[[Any], tuple[int, int, list[dict[str, Any]]]]
+
+
+def _probe(settings: Settings, lock_timeout: float, probe: Probe) -> tuple[int, int, list[dict[str, Any]]]:
     from . import open_store
 
     with open_store(settings, ingest=False, lock_timeout=lock_timeout) as store:
-        # count(): exact on a Distributed table too (system.tables has no rows for one)
-        counts = {t: store.rows(f"SELECT count() FROM {store.table(t)}")[0][0] for t in ("spans", "budget_events")}
-        res = store.query(
-            f"SELECT rows, spans, model_spans, unpriced_model_spans, cost_usd, first_lost, last_lost, reason, message "
-            f"FROM {store.table('lost_spans')}"
-        )
-        lost = [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
-    return int(counts.get("spans") or 0), int(counts.get("budget_events") or 0), lost
+        return probe(store)
 
 
 def _why(e: BaseException, settings: Settings) -> str:
@@ -151,13 +148,15 @@ def _why(e: BaseException, settings: Settings) -> str:
     return f"{found.kind}: {found.message}"
 
 
-def gather(settings: Settings, *, timeout_s: float = 5.0) -> Status:
-    """The status, asking the store for at most `timeout_s` (a hung server is a reason, not a hang)."""
+def gather(settings: Settings, *, probe: Probe, timeout_s: float = 5.0) -> Status:
+    """The status, asking the store for at most `timeout_s` (a hung server is a reason, not a
+    hang). probe(store) -> (spans, budget events, lost_spans rows): its SQL lives with the read
+    side's (tokentrail.queries.status, which calls this)."""
     state = StoreState(settings.public_store, reachable=False)
     lost = Lost()
     runner = Deadlines("tokentrail-status")
     try:
-        spans, events, lost_rows = runner.run(lambda: _probe(settings, timeout_s), timeout_s + 1)
+        spans, events, lost_rows = runner.run(lambda: _probe(settings, timeout_s, probe), timeout_s + 1)
         state.reachable, state.spans, state.budget_events = True, spans, events
         for r in lost_rows:
             lost.add(r)

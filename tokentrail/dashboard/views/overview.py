@@ -15,9 +15,11 @@ st.title("Overview")
 st.caption(f"Model calls · {view.describe()}")
 
 try:
-    totals = data.load("totals", view.filters)
+    # totals, spend by model over time and the top models: one scan of the store
+    page = data.load("overview", view.filters, bucket=view.bucket(), top=10)
 except data.StoreUnavailable as e:
     ui.stop_on_error(e)
+totals = page.totals
 
 if totals.calls == 0:
     ui.no_match(view)
@@ -43,8 +45,7 @@ c8.metric(
 )
 
 st.subheader("Spend by model")
-series = data.load("spend_series", view.filters, by="model", bucket=view.bucket())
-st.altair_chart(charts.spend_over_time(series, bucket=view.bucket()), width="stretch")
+st.altair_chart(charts.spend_over_time(page.series, bucket=view.bucket()), width="stretch")
 
 st.subheader("Month-end forecast")
 now = state.now()
@@ -69,5 +70,4 @@ st.caption(
 )
 
 st.subheader("Top models")
-top = data.load("report", "model", view.filters, limit=10)
-ui.table(ui.report_frame(top, "model"), config=ui.REPORT_CONFIG)
+ui.table(ui.report_frame(page.top_models, "model"), config=ui.REPORT_CONFIG)
