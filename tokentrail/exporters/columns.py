@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from .. import semconv as sc
-from ..interop.genai_cost import DERIVED
+from ..semconv import GEN_AI_USAGE_COST_DERIVED as DERIVED
 from ..store.schema import PRICE_COLUMNS, SPANS_COLUMNS
 from ..usage import MAX_TOKENS
 from .rows import _COLUMN_ATTRS, _DECIMAL_ATTRS, _INT_ATTRS, _MAX_NS, _PLAIN_COST, safe_row
