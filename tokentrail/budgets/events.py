@@ -34,6 +34,7 @@ class Events:
     _periods: dict[int, Window]
     _wake: threading.Event
     _webhooks: WebhookSender
+    _ledger: Any
 
     def _period_start_ns(self, inst: Inst, now: int) -> int:
         p = inst.cb.budget.period
@@ -75,28 +76,30 @@ class Events:
         self._events.append((cb, ev))
         self._wake.set()
 
-    def _check_forecast(self, inst: Inst, now: int) -> None:
-        """A calendar budget whose spend, at the period's rate so far, reaches the limit before
-        the period ends: one `forecast` alert per period with the projected date. Not before a
-        tenth of the period (at most a day) has passed: a first call's rate is no trend."""
-        spent, limit = inst.spent_n, inst.limit_n
-        elapsed, length = now - inst.lo, inst.hi - inst.lo
-        if spent <= 0 or spent >= limit or elapsed < min(length // 10, _DAY_NS) or spent * length < limit * elapsed:
-            return
-        inst.forecast_alerted = True
-        cb = inst.cb
-        projected = dec(spent * length // elapsed)
-        at = datetime.fromtimestamp((inst.lo + limit * elapsed // spent) / NS, tz=_zone(cb.budget.timezone))
-        self._event(
-            inst,
-            FORECAST,
-            now,
-            estimated=projected,
-            message=f"budget {self._label(inst)} is forecast to reach its ${usd(cb.limit)} limit on "
-            f"{at:%Y-%m-%d %H:%M %Z} (${usd(projected)} by the end of this {cb.budget.period} at the rate so far; "
-            f"${usd(inst.spent)} spent)",
-            eid=alerts.event_id(cb.budget.name, inst.scope_value, FORECAST, self._period_start_ns(inst, now)),
-        )
+    def _claim_forecast(self, inst: Inst, now: int) -> None:
+        """One `forecast` alert per period with the projected date, whichever process sees it
+        first: the ledger's claim is atomic across every process on it."""
+        claimed = self._ledger.claim_forecast(inst, now)
+        with self._lock:
+            if inst.forecast_alerted:
+                return
+            inst.forecast_alerted = True
+            if not claimed:
+                return
+            cb = inst.cb
+            spent, limit, elapsed, length = inst.spent_n, inst.limit_n, now - inst.lo, inst.hi - inst.lo
+            projected = dec(spent * length // elapsed)
+            at = datetime.fromtimestamp((inst.lo + limit * elapsed // spent) / NS, tz=_zone(cb.budget.timezone))
+            self._event(
+                inst,
+                FORECAST,
+                now,
+                estimated=projected,
+                message=f"budget {self._label(inst)} is forecast to reach its ${usd(cb.limit)} limit on "
+                f"{at:%Y-%m-%d %H:%M %Z} (${usd(projected)} by the end of this {cb.budget.period} at the rate so far; "
+                f"${usd(inst.spent)} spent)",
+                eid=alerts.event_id(cb.budget.name, inst.scope_value, FORECAST, self._period_start_ns(inst, now)),
+            )
 
     @staticmethod
     def _label(inst: Inst) -> str:

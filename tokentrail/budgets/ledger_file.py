@@ -20,6 +20,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,12 @@ _I32 = struct.Struct("<i")
 _KEY_WINDOW = struct.Struct("<16sq")
 _CURSORS = struct.Struct("<qqq")
 _DEAD_CHECK_S = 0.5
+_FORECAST = 72  # the period (window key) whose forecast alert was claimed
+# an entry with k items in one struct: (items, pid, expires, then slot offset, window, amount per item)
+_ENTRIES = [struct.Struct("<iiq" + "qqq" * k) for k in range(PER_ENTRY + 1)]
+_SRF = struct.Struct("<qqq")  # at a slot's spent: spent, reserved, floor
+_SR = struct.Struct("<qq")  # at a slot's spent: spent, reserved
+_HEADS = struct.Struct("<16sqqqqqq")  # a slot's key, window, hi, spent, reserved, floor, fired
 
 
 class LedgerFull(Exception):
@@ -132,7 +139,8 @@ class FileLedger:
             off = SLOTS_AT + i * SLOT_SIZE
             key, window = _KEY_WINDOW.unpack_from(mm, off)
             if key == item.lkey and (window == item.window_key or item.rolling_ns):
-                return off  # the common case: cached, same period
+                item.off, item.kw = off, (key, window)
+                return off  # cached, same period
             if key != item.lkey:
                 i = -1  # reused by another budget since (its period ended)
         if i < 0:
@@ -143,6 +151,7 @@ class FileLedger:
             window = _Q.unpack_from(mm, off + _WINDOW)[0]
             if window < item.window_key:  # a new period: it starts empty
                 _SLOT.pack_into(mm, off, item.lkey, item.window_key, item.hi, 0, 0, 0, 0, 0)
+        item.off, item.kw = off, (item.lkey, item.window_key)
         return off
 
     def _find(self, item: Any, now: int) -> int:
@@ -203,58 +212,88 @@ class FileLedger:
 
     # -- reservations ------------------------------------------------------------------------
 
-    def reserve(self, items: list[Any], amounts: list[int], now: int, expires: int) -> list[int]:
+    def reserve(self, items: Sequence[Any], amounts: list[int], now: int, expires: int) -> list[int]:
+        mm = self._mm
+        head = _HEADS.unpack_from
         self._lock()
         try:
-            offs = [self._slot(it, now) for it in items]
-            try:
-                self._check(items, amounts, offs, now)
-            except Refused:
-                if not self._sweep(now):
-                    raise
-                self._check(items, amounts, offs, now)
-            return self._take(items, amounts, offs, expires)
+            # one read per slot: it is still the item's (key and period), and its figures
+            offs: list[int] = []
+            after: list[int] = []  # each slot's reserved once this call is added
+            refused = False
+            for n, it in enumerate(items):
+                off = it.off
+                if off >= 0:
+                    key, window, _, spent, reserved, floor, _ = head(mm, off)
+                    if key != it.lkey or window != it.window_key:
+                        off = -1
+                if off < 0:
+                    off = self._slot(it, now)
+                    _, _, _, spent, reserved, floor, _ = head(mm, off)
+                offs.append(off)
+                amount = amounts[n]
+                after.append(reserved + amount)
+                if it.block and not refused:
+                    if it.rolling_ns:
+                        spent = self._spent(off, it.rolling_ns, now)
+                    elif floor > spent:
+                        spent = floor
+                    refused = amount > it.limit_n - spent - reserved
+            if refused:
+                try:
+                    self._check(items, amounts, offs, now)
+                except Refused:
+                    if not self._sweep(now):
+                        raise
+                    self._check(items, amounts, offs, now)
+                after = [_Q.unpack_from(mm, off + _RESERVED)[0] + a for off, a in zip(offs, amounts)]  # noqa: B905
+            entries = self._entries(items, amounts, offs, expires)
+            q_pack = _Q.pack_into
+            for off, r in zip(offs, after):  # noqa: B905 (one length by construction)
+                q_pack(mm, off + _RESERVED, r)
+            return entries
         finally:
             self._unlock()
 
-    def _check(self, items: list[Any], amounts: list[int], offs: list[int], now: int) -> None:
+    def _check(self, items: Sequence[Any], amounts: list[int], offs: list[int], now: int) -> None:
         mm = self._mm
-        unpack = _SLOT.unpack_from
         for n, it in enumerate(items):
             if it.block:
                 off = offs[n]
                 if it.rolling_ns:
                     committed = self._spent(off, it.rolling_ns, now) + _Q.unpack_from(mm, off + _RESERVED)[0]
                 else:
-                    _, _, _, spent, reserved, floor, _, _ = unpack(mm, off)
+                    spent, reserved, floor = _SRF.unpack_from(mm, off + _SPENT)
                     committed = (spent if spent >= floor else floor) + reserved
                 if amounts[n] > it.limit_n - committed:
                     raise Refused(n, committed)
 
-    def _take(self, items: list[Any], amounts: list[int], offs: list[int], expires: int) -> list[int]:
+    def _entries(self, items: Sequence[Any], amounts: list[int], offs: list[int], expires: int) -> list[int]:
+        """Record the call's reservation (PER_ENTRY budgets an entry); the caller adds the
+        amounts to the slots' reserved."""
         mm = self._mm
         cursor, high, min_exp = _CURSORS.unpack_from(mm, 16)
         pid = os.getpid()
-        held = [(offs[n], items[n].window_key, a) for n, a in enumerate(amounts) if a]
+        flat: list[int] = []
+        for it, off, a in zip(items, offs, amounts):  # noqa: B905
+            if a:
+                flat += (off, it.window_key, a)
         entries: list[int] = []
-        q_unpack, q_pack, i32, item_pack = _Q.unpack_from, _Q.pack_into, _I32.unpack_from, _ITEM.pack_into
-        for c in range(0, len(held), PER_ENTRY):
-            chunk = held[c : c + PER_ENTRY]
+        i32 = _I32.unpack_from
+        step = 3 * PER_ENTRY
+        for c in range(0, len(flat), step):
+            chunk = flat if len(flat) <= step else flat[c : c + step]
             for _ in range(RESERVATIONS):
                 at = RES_AT + cursor * ENTRY_SIZE
                 if not i32(mm, at)[0]:
                     break
                 cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
             else:
-                for e in entries:  # give back what this call took: nothing reserved
-                    self._free(e)
+                for e in entries:  # nothing reserved: the amounts were not added yet
+                    _I32.pack_into(mm, RES_AT + e * ENTRY_SIZE, 0)
                 raise LedgerFull(f"the budget ledger {self.name} holds {RESERVATIONS} reservations")
-            _RES.pack_into(mm, at, len(chunk), pid, expires)
-            at += _RES.size
-            for off, window, amount in chunk:
-                item_pack(mm, at, off, window, amount)
-                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] + amount)
-                at += _ITEM.size
+            k = len(chunk) // 3
+            _ENTRIES[k].pack_into(mm, at, k, pid, expires, *chunk)
             entries.append(cursor)
             if cursor >= high:
                 high = cursor + 1
@@ -262,23 +301,34 @@ class FileLedger:
         _CURSORS.pack_into(mm, 16, cursor, high, min_exp if min_exp <= expires else expires)
         return entries
 
+    def _unhold(self, handle: list[int]) -> dict[int, tuple[int, int]]:
+        """Free a call's entries; what they still held: slot offset -> (period, amount)."""
+        mm = self._mm
+        held: dict[int, tuple[int, int]] = {}
+        for e in handle:
+            at = RES_AT + e * ENTRY_SIZE
+            count = _I32.unpack_from(mm, at)[0]
+            if count:  # else expired and swept
+                v = _ENTRIES[count].unpack_from(mm, at)
+                _I32.pack_into(mm, at, 0)
+                for j in range(3, 3 + 3 * count, 3):
+                    held[v[j]] = (v[j + 1], v[j + 2])
+        return held
+
+    def _give_back(self, held: dict[int, tuple[int, int]]) -> None:
+        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
+        mm = self._mm
+        for off, (window, amount) in held.items():
+            # a slot that rolled into a new period had its reserved reset (a rolling window's
+            # slot keeps window 0)
+            if q_unpack(mm, off + _WINDOW)[0] == window:
+                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] - amount)
+
     def _free(self, e: int) -> bool:
         """Free entry `e`; True when it still held money (not expired or swept)."""
-        mm = self._mm
-        at = RES_AT + e * ENTRY_SIZE
-        count = _I32.unpack_from(mm, at)[0]
-        if not count:
-            return False
-        _I32.pack_into(mm, at, 0)
-        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
-        at += _RES.size
-        for _ in range(count):
-            off, window, amount = _ITEM.unpack_from(mm, at)
-            # a slot that rolled into a new period had its reserved reset
-            if q_unpack(mm, off + _WINDOW)[0] == window or q_unpack(mm, off + _ROLLING)[0]:
-                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] - amount)
-            at += _ITEM.size
-        return True
+        held = self._unhold([e])
+        self._give_back(held)
+        return bool(held)
 
     def _sweep(self, now: int) -> bool:
         """Free expired entries and those of dead processes; True when any money came back."""
@@ -308,27 +358,36 @@ class FileLedger:
         struct.pack_into("<qqq", mm, 16, cursor, high, new_min)
         return freed
 
-    def settle(self, handle: list[int], items: list[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
+    def settle(self, handle: list[int], items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
         out: list[tuple[int, int, int]] = []
         mm = self._mm
-        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
+        head, sr, q_unpack, q_pack = _HEADS.unpack_from, _SR.pack_into, _Q.unpack_from, _Q.pack_into
         self._lock()
         try:
-            for e in handle:
-                self._free(e)
+            held = self._unhold(handle)
             for n, it in enumerate(items):
-                off = self._slot(it, now)
+                off = it.off
+                if off >= 0:
+                    key, window, _, spent, reserved, floor, fired = head(mm, off)
+                    if key != it.lkey or window != it.window_key:
+                        off = -1
+                if off < 0:
+                    off = self._slot(it, now)
+                    _, window, _, spent, reserved, floor, fired = head(mm, off)
+                h = held.pop(off, None)
+                if h is not None and h[0] == window:
+                    reserved -= h[1]
                 cost = costs[n]
                 th = it.thresholds_n
                 if not it.rolling_ns:
-                    _, window, _, spent, _, floor, fired, _ = _SLOT.unpack_from(mm, off)
                     if cost and window == it.window_key:
                         spent += cost
-                        q_pack(mm, off + _SPENT, spent)
+                    sr(mm, off + _SPENT, spent, reserved)
                     if floor > spent:
                         spent = floor
                     before = fired
                 else:
+                    q_pack(mm, off + _RESERVED, reserved)
                     if cost:
                         self._add_spent(off, it.rolling_ns, cost, now)
                     spent = self._spent(off, it.rolling_ns, now)
@@ -342,11 +401,26 @@ class FileLedger:
                         fired += 1
                     q_pack(mm, off + _FIRED, fired)
                 out.append((spent, before, fired))
+            if held:  # slots of the call no longer the items' (reused since): still give back
+                self._give_back(held)
         finally:
             self._unlock()
         return out
 
-    def release(self, handle: list[int], items: list[Any], amounts: list[int]) -> None:
+    def claim_forecast(self, item: Any, now: int) -> bool:
+        """True for the first caller in the item's period (any process): it alerts `forecast`."""
+        self._lock()
+        try:
+            off = self._slot(item, now)
+            mark = item.window_key + 1  # a period's key + 1: never 0 (the empty slot's value)
+            if _Q.unpack_from(self._mm, off + _FORECAST)[0] == mark:
+                return False
+            _Q.pack_into(self._mm, off + _FORECAST, mark)
+            return True
+        finally:
+            self._unlock()
+
+    def release(self, handle: list[int], items: Sequence[Any], amounts: list[int]) -> None:
         self._lock()
         try:
             for e in handle:
