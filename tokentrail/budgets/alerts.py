@@ -36,7 +36,8 @@ __all__ = [
 logger = logging.getLogger("tokentrail.budgets")
 
 WARN, BLOCK, RESET, UNPRICED, FORECAST = "warn", "block", "reset", "unpriced", "forecast"
-EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST)
+CARRY, OVERAGE = "carry", "overage"  # allowances.py
+EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST, CARRY, OVERAGE)
 _Q = Decimal("0.000000001")
 
 
@@ -49,7 +50,9 @@ class BudgetEvent:
     no price went through uncounted, or was refused when the budget says unpriced="block"),
     `forecast` (at the period's rate so far, spend reaches the limit before the period ends:
     once per period; estimated_cost_usd is the projected period-end spend, the message names
-    the projected date).
+    the projected date), `carry` (rollover: the unused spend carried into this period, in
+    estimated_cost_usd), `overage` (a call past the included allowance: its overage price in
+    estimated_cost_usd).
     event_id: for once-per-period events (warn, reset) it is derived from budget, scope value,
     period and threshold, so rows written by several processes for the same alert share it.
     """

@@ -7,11 +7,12 @@ and immune to the application's decimal context. Figures leave the manager as De
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
 from collections.abc import Sequence
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from ..context import Attribution
+from .allowances import carry_into
 from .model import CompiledBudget
 from .model import scope_value as scope_value_of
 
@@ -56,6 +57,8 @@ class Inst:
         "forecast_from",
         "off",
         "kw",
+        "carries",
+        "allowance_n",
     )
 
     def __init__(self, cb: CompiledBudget, key: tuple[str, ...], lkey: bytes, rolling_ns: int) -> None:
@@ -67,8 +70,13 @@ class Inst:
         self.lkey = lkey
         self.rolling_ns = rolling_ns
         self.slot = -1
-        self.limit_n = cb.limit_n
-        self.block = cb.block
+        b = cb.budget
+        gate = cb.allowance_n is not None and b.overage != "warn"
+        # what the ledger refuses above: the allowance when overage blocks or downgrades
+        self.limit_n = cb.allowance_n if gate and cb.allowance_n is not None else cb.limit_n
+        self.block = cb.block or gate
+        self.allowance_n = cb.allowance_n
+        self.carries = cb.carry_cap_n is not None  # the period's limit grows by the ledger's carry
         self.thresholds_n = cb.thresholds_n
         self.spent_n = 0  # the ledger's figure at this process's last look
         self.unpriced_models: set[str] = set()
@@ -81,6 +89,13 @@ class Inst:
     @property
     def spent(self) -> Decimal:
         return dec(self.spent_n)
+
+    def carry_from(self, old_key: int, old_spent_n: int, old_carry_n: int) -> int:
+        """The carry into this instance's period (the ledger calls it when the period starts)."""
+        cb = self.cb
+        b = cb.budget
+        included = cb.allowance_n if cb.allowance_n is not None else cb.limit_n
+        return carry_into(b.period, b.timezone, included, cb.carry_cap_n or 0, old_key, old_spent_n, old_carry_n, self.window_key)
 
 
 class Reservation:

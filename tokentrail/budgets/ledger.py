@@ -37,10 +37,11 @@ BUCKETS = 16  # a rolling window is kept in BUCKETS (+1 partly outside) time buc
 class Refused(Exception):
     """A blocking budget has no room: `index` into the items, `committed` nano-dollars."""
 
-    def __init__(self, index: int, committed: int) -> None:
+    def __init__(self, index: int, committed: int, limit: int = -1) -> None:
         super().__init__(index, committed)
         self.index = index
         self.committed = committed
+        self.limit = limit  # the limit refused against (with the period's carry); -1: the item's
 
 
 class Item(Protocol):
@@ -56,6 +57,7 @@ class Item(Protocol):
     limit_n: int
     block: bool
     thresholds_n: tuple[int, ...]
+    carries: bool  # its limit grows by the period's carry (rollover), which the ledger keeps
 
 
 class Ledger(Protocol):
@@ -65,9 +67,9 @@ class Ledger(Protocol):
         """Reserve `amounts[i]` in `items[i]` for every item, or raise Refused (nothing
         reserved). Returns the handle settle/release take."""
 
-    def settle(self, handle: Any, items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
+    def settle(self, handle: Any, items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int, int]]:
         """Turn the reservation into each item's cost; per item (spent after, thresholds fired before,
-        thresholds fired after): the caller alerts the newly fired ones."""
+        thresholds fired after, the period's carry): the caller alerts the newly fired ones."""
 
     def release(self, handle: Any, items: Sequence[Any], amounts: list[int]) -> None: ...
 

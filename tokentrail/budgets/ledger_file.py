@@ -59,7 +59,9 @@ _FORECAST = 72  # the period (window key) whose forecast alert was claimed
 _ENTRIES = [struct.Struct("<iiq" + "qqq" * k) for k in range(PER_ENTRY + 1)]
 _SRF = struct.Struct("<qqq")  # at a slot's spent: spent, reserved, floor
 _SR = struct.Struct("<qq")  # at a slot's spent: spent, reserved
-_HEADS = struct.Struct("<16sqqqqqq")  # a slot's key, window, hi, spent, reserved, floor, fired
+# a slot's key, window, hi, spent, reserved, floor, fired, rolling, forecast, carry
+_HEADS = struct.Struct("<16sqqqqqqqqq")
+_CARRY = 80  # calendar slots (no buckets): the period's carry (rollover)
 
 
 class LedgerFull(Exception):
@@ -73,6 +75,8 @@ class FileLedger:
         self._tlock = threading.Lock()
         self._fd = -1
         self._last_dead_check = 0.0
+        # (item, period, carry) of the periods this process started (the manager records them)
+        self.carried: list[tuple[Any, int, int]] = []
         self._open()
 
     def _open(self) -> None:
@@ -148,9 +152,14 @@ class FileLedger:
             item.slot = i
             off = SLOTS_AT + i * SLOT_SIZE
         if item.rolling_ns == 0:
-            window = _Q.unpack_from(mm, off + _WINDOW)[0]
+            _, window, _, spent, _, floor, _, _, _, carry = _HEADS.unpack_from(mm, off)
             if window < item.window_key:  # a new period: it starts empty
                 _SLOT.pack_into(mm, off, item.lkey, item.window_key, item.hi, 0, 0, 0, 0, 0)
+                if item.carries:  # rollover: this process enters the period first, it carries
+                    carry = item.carry_from(window, max(spent, floor), carry) if window > 0 else 0
+                    _Q.pack_into(mm, off + _CARRY, carry)
+                    if window > 0:
+                        self.carried.append((item, item.window_key, carry))
         item.off, item.kw = off, (item.lkey, item.window_key)
         return off
 
@@ -224,12 +233,12 @@ class FileLedger:
             for n, it in enumerate(items):
                 off = it.off
                 if off >= 0:
-                    key, window, _, spent, reserved, floor, _ = head(mm, off)
+                    key, window, _, spent, reserved, floor, _, _, _, carry = head(mm, off)
                     if key != it.lkey or window != it.window_key:
                         off = -1
                 if off < 0:
                     off = self._slot(it, now)
-                    _, _, _, spent, reserved, floor, _ = head(mm, off)
+                    _, _, _, spent, reserved, floor, _, _, _, carry = head(mm, off)
                 offs.append(off)
                 amount = amounts[n]
                 after.append(reserved + amount)
@@ -238,7 +247,7 @@ class FileLedger:
                         spent = self._spent(off, it.rolling_ns, now)
                     elif floor > spent:
                         spent = floor
-                    refused = amount > it.limit_n - spent - reserved
+                    refused = amount > (it.limit_n + carry if it.carries else it.limit_n) - spent - reserved
             if refused:
                 try:
                     self._check(items, amounts, offs, now)
@@ -260,13 +269,16 @@ class FileLedger:
         for n, it in enumerate(items):
             if it.block:
                 off = offs[n]
+                limit = it.limit_n
                 if it.rolling_ns:
                     committed = self._spent(off, it.rolling_ns, now) + _Q.unpack_from(mm, off + _RESERVED)[0]
                 else:
                     spent, reserved, floor = _SRF.unpack_from(mm, off + _SPENT)
                     committed = (spent if spent >= floor else floor) + reserved
-                if amounts[n] > it.limit_n - committed:
-                    raise Refused(n, committed)
+                    if it.carries:
+                        limit += _Q.unpack_from(mm, off + _CARRY)[0]
+                if amounts[n] > limit - committed:
+                    raise Refused(n, committed, limit)
 
     def _entries(self, items: Sequence[Any], amounts: list[int], offs: list[int], expires: int) -> list[int]:
         """Record the call's reservation (PER_ENTRY budgets an entry); the caller adds the
@@ -358,8 +370,8 @@ class FileLedger:
         struct.pack_into("<qqq", mm, 16, cursor, high, new_min)
         return freed
 
-    def settle(self, handle: list[int], items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
-        out: list[tuple[int, int, int]] = []
+    def settle(self, handle: list[int], items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int, int]]:
+        out: list[tuple[int, int, int, int]] = []
         mm = self._mm
         head, sr, q_unpack, q_pack = _HEADS.unpack_from, _SR.pack_into, _Q.unpack_from, _Q.pack_into
         self._lock()
@@ -368,12 +380,12 @@ class FileLedger:
             for n, it in enumerate(items):
                 off = it.off
                 if off >= 0:
-                    key, window, _, spent, reserved, floor, fired = head(mm, off)
+                    key, window, _, spent, reserved, floor, fired, _, _, carry = head(mm, off)
                     if key != it.lkey or window != it.window_key:
                         off = -1
                 if off < 0:
                     off = self._slot(it, now)
-                    _, window, _, spent, reserved, floor, fired = head(mm, off)
+                    _, window, _, spent, reserved, floor, fired, _, _, carry = head(mm, off)
                 h = held.pop(off, None)
                 if h is not None and h[0] == window:
                     reserved -= h[1]
@@ -400,12 +412,22 @@ class FileLedger:
                     while fired < len(th) and spent >= th[fired]:
                         fired += 1
                     q_pack(mm, off + _FIRED, fired)
-                out.append((spent, before, fired))
+                out.append((spent, before, fired, carry if it.carries else 0))
             if held:  # slots of the call no longer the items' (reused since): still give back
                 self._give_back(held)
         finally:
             self._unlock()
         return out
+
+    def carry(self, item: Any, now: int) -> int:
+        """The carry into the item's current period (0 without rollover)."""
+        if not item.carries:
+            return 0
+        self._lock()
+        try:
+            return int(_Q.unpack_from(self._mm, self._slot(item, now) + _CARRY)[0])
+        finally:
+            self._unlock()
 
     def claim_forecast(self, item: Any, now: int) -> bool:
         """True for the first caller in the item's period (any process): it alerts `forecast`."""

@@ -151,6 +151,8 @@ _WEEK_MS = 7 * 86400 * 1000
 
 
 class RedisLedger:
+    carried: list[tuple[Any, int, int]] = []  # rollover needs the file ledger (the manager says so)
+
     def __init__(self, url: str) -> None:
         from .._internal import optional
 
@@ -206,20 +208,23 @@ class RedisLedger:
             raise Refused(int(index) - 1, int(committed))
         return rid
 
-    def settle(self, handle: str, items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
+    def settle(self, handle: str, items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int, int]]:
         keys: list[str] = []
         args: list[Any] = [now // _MS, handle]
         for it, amount, cost in zip(items, amounts, costs, strict=True):
             keys.extend(self._keys(it))
             args.extend((amount, it.rolling_ns // _MS, self._expire_at(it, now), cost, len(it.thresholds_n), *it.thresholds_n))
         flat = [int(v) for v in self._settle(keys=keys, args=args)]
-        return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        return [(flat[i], flat[i + 1], flat[i + 2], 0) for i in range(0, len(flat), 3)]  # no rollover here
 
     def release(self, handle: str, items: Sequence[Any], amounts: list[int]) -> None:
         keys: list[str] = []
         for it in items:
             keys.extend(self._keys(it))
         self._release(keys=keys, args=[handle, *amounts])
+
+    def carry(self, item: Any, now: int) -> int:
+        return 0
 
     def claim_forecast(self, item: Any, now: int) -> bool:
         # the hash is per period: the first HSETNX in it wins, on every host

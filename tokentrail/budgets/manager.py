@@ -30,11 +30,11 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from ..context import Attribution
-from ..errors import BudgetExceeded
-from ..errors import format_usd as usd
+from ..errors import BudgetExceeded, ConfigError
 from ..usage import Usage
 from . import snapshot
-from .alerts import BLOCK, UNPRICED, BudgetEvent, WebhookSender
+from .alerts import BudgetEvent, WebhookSender
+from .allowances import overage_of
 from .events import Events
 from .instances import C, Inst, Matcher, Plan, Reservation, dec, nanos
 from .ledger import Refused, open_ledger, reservation_ns, slot_key
@@ -56,7 +56,6 @@ _TARGETS_CACHE_MAX = 8192
 _NEVER = 2**63
 _ATTO_PER_NANO = 10**9
 _ATTO = Decimal("1e18")
-_BLOCK_REALERT_NS = 3600 * NS  # rolling/total budgets have no period: re-alert a block hourly
 DEFAULT_REFRESH_SECONDS = 30.0
 REFRESH_ENV = "TOKENTRAIL_BUDGET_REFRESH_SECONDS"
 
@@ -106,6 +105,12 @@ class BudgetManager(Events, Background):
         self.initial_wait = initial_wait
         self.lock_timeout = lock_timeout
         self._ledger = ledger if ledger is not None else open_ledger(self.settings)
+        for cb in self.compiled:
+            if cb.carry_cap_n is not None and self._ledger.name.startswith("redis"):
+                raise ConfigError(
+                    f"budgets[{cb.budget.name}].rollover", "needs the machine's file ledger (not yet on Redis)",
+                    "use budget_backend='file' for rollover budgets, or remove rollover",
+                )  # fmt: skip
         self._ttl = reservation_ns(self.settings)
         self._matcher = Matcher(self.compiled)
         self._lock = threading.Lock()
@@ -270,7 +275,11 @@ class BudgetManager(Events, Background):
             logger.error("tokentrail: %s; this call is not counted against its budgets", e)
             return Reservation(insts, [0] * len(insts), los, gen, None, None, now, model)
         except Refused as r:
+            if self._ledger.carried:
+                self._record_carries(now)
             inst = insts[r.index]
+            if inst.limit_n != inst.cb.limit_n or inst.cb.allowance_n is not None and inst.cb.budget.overage != "warn":
+                raise self._past_allowance(inst, amounts[r.index], r, model, now) from None
             with self._lock:
                 self._queue_block(inst, amounts[r.index], r.committed, model, now)
             raise BudgetExceeded(
@@ -281,6 +290,8 @@ class BudgetManager(Events, Background):
                 estimated_cost_usd=dec(amounts[r.index]),
                 model=model,
             ) from None
+        if self._ledger.carried:
+            self._record_carries(now)
         return Reservation(insts, amounts, los, gen, handle, worst, now, model)
 
     def _prepare(self, plan: Plan, rates: tuple[int, int, int] | None, model: str | None, now: int) -> bool:
@@ -311,6 +322,8 @@ class BudgetManager(Events, Background):
             plan.validate(self._gen)
         for inst, floor in floors:
             self._ledger.set_floor(inst, floor, now)
+        if self._ledger.carried:
+            self._record_carries(now)
         return rates is not None
 
     def settle(self, reservation: Reservation, cost: Any) -> None:
@@ -330,9 +343,16 @@ class BudgetManager(Events, Background):
         else:  # a period that ended meanwhile keeps the spend: the new one starts without it
             costs = [amount if inst.lo == lo else 0 for inst, lo in zip(insts, reservation.los, strict=True)]
         results = self._ledger.settle(reservation.handle, insts, reservation.amounts, costs, at)
+        if self._ledger.carried:
+            self._record_carries(at)
         forecasts: list[Inst] = []
-        for inst, (spent, before, after) in zip(insts, results, strict=True):
+        for inst, cost_n, (spent, before, after, carry) in zip(insts, costs, results, strict=True):
             inst.spent_n = spent
+            if inst.allowance_n is not None and cost_n:
+                over = overage_of(inst.allowance_n + carry, spent, cost_n)
+                if over:
+                    with self._lock:
+                        self._queue_overage(inst, over, spent, cost_n, carry, reservation.model, at)
             if after > before:
                 with self._lock:
                     self._fire_thresholds(inst, before, after, at)
@@ -398,40 +418,6 @@ class BudgetManager(Events, Background):
             if cb.budget.name == budget:
                 return cb
         raise KeyError(budget)
-
-    # -- events on the call path ---------------------------------------------------------------
-
-    def _queue_block(self, inst: Inst, amount_n: int, committed_n: int, model: str | None, now: int) -> None:
-        # every refusal is a row; alerts: once per period (hourly for rolling/total budgets)
-        cb = inst.cb
-        last = inst.block_alerted_at
-        alert = last is None or (cb.budget.period not in CALENDAR and now - last >= _BLOCK_REALERT_NS)
-        if alert:
-            inst.block_alerted_at = now
-        amount, committed = dec(amount_n), dec(committed_n)
-        self._event(
-            inst,
-            BLOCK,
-            now,
-            estimated=amount,
-            spent=committed,
-            model=model,
-            message=f"budget {self._label(inst)} blocked a call to {model or 'an unknown model'} "
-            f"(up to ${usd(amount)}): ${usd(committed)} of ${usd(cb.limit)} committed this {cb.budget.period}",
-            alert=alert,
-        )
-
-    def _queue_unpriced(self, inst: Inst, model: str | None, now: int, *, blocked: bool) -> None:
-        inst.unpriced_models.add(model or "")
-        what = "refused (unpriced='block')" if blocked else "let through uncounted"
-        self._event(
-            inst,
-            UNPRICED,
-            now,
-            model=model,
-            message=f"budget {self._label(inst)}: model {model or '(unknown)'!r} has no price; the call was "
-            f"{what}; add a price override to count it",
-        )
 
     def deliver(self) -> int:
         """Deliver queued events now: the public form of what the thread does, for a manager

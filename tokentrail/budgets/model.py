@@ -50,6 +50,11 @@ _TOML_KEYS = (
     "unpriced",
     "max_output_tokens",
     "webhook_url",
+    "rollover",
+    "allowance_usd",
+    "overage",
+    "overage_rate",
+    "downgrade_to",
 )
 
 
@@ -150,6 +155,11 @@ class Budget:
     max_output_tokens: int | None = None
     webhook_url: str | None = None
     on_alert: Callable[[BudgetEvent], Any] | None = field(default=None, repr=False)
+    rollover: Mapping[str, Any] | None = None
+    allowance_usd: Decimal | int | float | str | None = None
+    overage: str = "warn"
+    overage_rate: Decimal | int | float | str = 1
+    downgrade_to: str | None = None
 
     def __post_init__(self) -> None:
         name = self.name
@@ -182,12 +192,21 @@ class Budget:
             raise ConfigError(_where(name, "webhook_url"), f"{hook!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
         if self.on_alert is not None and not callable(self.on_alert):
             raise ConfigError(_where(name, "on_alert"), "is not callable", "pass a function taking a BudgetEvent")
+        from .allowances import check_allowance
+
+        check_allowance(self, _where, _limit)
 
     @property
     def limit(self) -> Decimal:
         """`limit_usd` as the Decimal it always is after validation."""
         assert isinstance(self.limit_usd, Decimal)
         return self.limit_usd
+
+    @property
+    def allowance(self) -> Decimal:
+        """`allowance_usd` as a Decimal (the limit when the budget has no allowance)."""
+        a = self.allowance_usd
+        return a if isinstance(a, Decimal) else self.limit
 
     @property
     def per_value(self) -> bool:
@@ -247,6 +266,9 @@ class CompiledBudget:
     # the limit and the threshold amounts in nano-dollars (the manager's integer money)
     limit_n: int = 0
     thresholds_n: tuple[int, ...] = ()
+    # allowances (allowances.py): the included amount, the rollover cap, nano-dollars
+    allowance_n: int | None = None
+    carry_cap_n: int | None = None
 
     def keys(self, a: Attribution) -> list[tuple[str, ...]]:
         for f, v in self.fixed:
@@ -297,4 +319,18 @@ def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_
         # a threshold fires once spend reaches it: round its amount up to a whole nano-dollar
         limit_n=int((limit * nano).to_integral_value(rounding=ROUND_FLOOR)),
         thresholds_n=tuple(int((amount * nano).to_integral_value(rounding=ROUND_CEILING)) for _, amount in thresholds),
+        allowance_n=None if b.allowance_usd is None else int((b.allowance * nano).to_integral_value(rounding=ROUND_FLOOR)),
+        carry_cap_n=_carry_cap(b, limit),
     )
+
+
+def _carry_cap(b: Budget, limit: Decimal) -> int | None:
+    if not b.rollover:
+        return None
+    included = b.allowance if b.allowance_usd is not None else limit
+    caps = []
+    if "periods" in b.rollover:
+        caps.append(included * int(b.rollover["periods"]))
+    if "max_usd" in b.rollover:
+        caps.append(Decimal(b.rollover["max_usd"]))
+    return int((min(caps) * Decimal("1e9")).to_integral_value(rounding=ROUND_FLOOR))

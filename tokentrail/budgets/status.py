@@ -196,16 +196,9 @@ def _grain_in(tz: str, w: Window, now_ns: int) -> int:
 
 def recent_events(store: Any, *, budget: str | None = None, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
     """The latest rows of the store's `budget_events`, newest first, as dicts."""
-    conds = ["1"]
-    if budget is not None:
-        conds.append(f"budget = {_lit(budget)}")
-    if since is not None:
-        conds.append(f"timestamp >= fromUnixTimestamp64Micro(toInt64({_now_ns(since) // 1000}), 'UTC')")
-    res = as_store(store).client.query(
-        f"SELECT * FROM {as_store(store).table('budget_events')} WHERE {' AND '.join(conds)} "
-        f"ORDER BY timestamp DESC LIMIT {int(limit)}"
-    )
-    return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+    from ..queries.budgets import budget_events
+
+    return budget_events(as_store(store), budget=budget, since=since, limit=limit)
 
 
 def status_rows(statuses: Sequence[BudgetStatus]) -> list[dict[str, Any]]:
