@@ -206,3 +206,42 @@ def test_allowance_settings_from_toml(tmp_path: Path) -> None:
 
     (b,) = resolve(config_file=tmp_path / "tokentrail.toml", home=str(tmp_path)).budgets
     assert (b.allowance_usd, b.overage, b.overage_rate, b.rollover) == (Decimal(10), "block", Decimal("1.2"), {"periods": 2, "max_usd": Decimal(15)})
+
+
+def test_pool_lends_past_a_members_limit_and_the_debt_is_repaid_next_period(make: Callable[..., runtime.Tokentrail]) -> None:
+    clock = Clock()
+    clock.at("2026-03-10T12:00:00", timezone.utc)
+    org = Budget(name="org", limit_usd="1.5", period="month", lend_limit_usd="0.6", warn_at=())
+    search = Budget(name="search", limit_usd="0.6", period="month", scope={"team": "search"}, pool="org", warn_at=())
+    ads = Budget(name="ads", limit_usd="0.3", period="month", scope={"team": "ads"}, pool="org", warn_at=())
+    rt = make(org, search, ads, clock=clock)
+    m = rt.budgets
+    assert m is not None
+    s, a = Attribution(project="shop", team="search"), Attribution(project="shop", team="ads")
+    assert _calls(rt, 10, s) == 4  # its own $0.60, then $0.60 borrowed (the lend limit)
+    assert _calls(rt, 10, a) == 1  # its own $0.30; the pool ($1.50) is now spent
+    with pytest.raises(BudgetExceeded) as e:
+        m.reserve(a, model="m-out", provider=None, prompt_tokens=0, max_output_tokens=100)
+    assert e.value.budget == "org"  # ads may borrow, the pool has no room
+    assert m.spent("org") == Decimal("1.5")
+    clock.at("2026-04-02T12:00:00", timezone.utc)
+    # April: search owes $0.60, repaid from its own $0.60: everything it spends is borrowed again
+    assert _calls(rt, 10, s) == 2
+    assert _rows(rt, "search") == []  # no rollover, no allowance: no carry or overage rows
+    with open_store(rt.settings) as store:
+        rows = budget_events(store, budget="search", events=("loan", "repay"), limit=None)
+    state = replay(rows)
+    march = state[("search", "", datetime(2026, 3, 1))]
+    april = state[("search", "", datetime(2026, 4, 1))]
+    assert (march.loan_usd, march.loans, march.repaid_usd) == (Decimal("0.6"), 2, Decimal(0))
+    assert (april.loan_usd, april.loans, april.repaid_usd, april.carry_usd) == (Decimal("0.6"), 2, Decimal("0.6"), Decimal("-0.6"))
+    assert any("borrowed $0.30 from pool 'org'" in r["message"] for r in rows)
+
+
+def test_pool_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"budgets\[search\]\.pool.*is not a pool budget.*lend_limit_usd"):
+        tokentrail.budgets.coerce_budgets([Budget(name="org", limit_usd=5), Budget(name="search", limit_usd=1, pool="org")])
+    with pytest.raises(ConfigError, match=r"budgets\[search\]\.pool.*calendar period"):
+        Budget(name="search", limit_usd=1, period="24h", pool="org")
+    with pytest.raises(ConfigError, match=r"budgets\[org\]\.scope.*one budget"):
+        Budget(name="org", limit_usd=1, lend_limit_usd=1, scope={"team": "*"})

@@ -36,8 +36,8 @@ __all__ = [
 logger = logging.getLogger("tokentrail.budgets")
 
 WARN, BLOCK, RESET, UNPRICED, FORECAST = "warn", "block", "reset", "unpriced", "forecast"
-CARRY, OVERAGE = "carry", "overage"  # allowances.py
-EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST, CARRY, OVERAGE)
+CARRY, OVERAGE, LOAN, REPAY = "carry", "overage", "loan", "repay"  # allowances.py
+EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST, CARRY, OVERAGE, LOAN, REPAY)
 _Q = Decimal("0.000000001")
 
 
@@ -52,7 +52,8 @@ class BudgetEvent:
     once per period; estimated_cost_usd is the projected period-end spend, the message names
     the projected date), `carry` (rollover: the unused spend carried into this period, in
     estimated_cost_usd), `overage` (a call past the included allowance: its overage price in
-    estimated_cost_usd).
+    estimated_cost_usd), `loan` (a pool member borrowed: the amount), `repay` (a member's debt
+    repaid from this period: the amount).
     event_id: for once-per-period events (warn, reset) it is derived from budget, scope value,
     period and threshold, so rows written by several processes for the same alert share it.
     """

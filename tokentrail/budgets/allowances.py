@@ -13,9 +13,17 @@ calls in between spent nothing. The period's limit and allowance both grow by it
 first process to enter the period works it out under the ledger's lock, so every process
 agrees, and records it: a `carry` row in budget_events (estimated_cost_usd = the carry).
 
-Every carry and overage is a row in budget_events (`carry`, `overage`, with the amount in
-estimated_cost_usd), so `replay(rows)` rebuilds each budget instance's allowance state from
-the table alone.
+    lend_limit_usd = 200          # makes a budget a pool; its members name it:
+    pool = "org"                  #   past its own limit a member borrows from the pool, up to
+                                  #   the pool's lend limit while the pool has room (the pool
+                                  #   counts every member's calls)
+
+A member's loan is the part of its spend past its own limit (plus carry): a `loan` row per
+call that borrows. The debt is repaid from the member's next period: it enters it with a
+negative carry (its limit that period is lower by the debt), a `repay` row.
+
+Every carry, loan, repayment and overage is a row in budget_events (the amount in
+estimated_cost_usd), so `replay(rows)` rebuilds each budget instance's state from the table.
 """
 
 from __future__ import annotations
@@ -32,9 +40,21 @@ from .periods import CALENDAR, window
 if TYPE_CHECKING:
     from .model import Budget
 
-__all__ = ["CARRY", "OVERAGE", "OVERAGES", "Account", "carry_into", "check_allowance", "overage_of", "replay"]
+__all__ = [
+    "CARRY",
+    "LOAN",
+    "OVERAGE",
+    "OVERAGES",
+    "REPAY",
+    "Account",
+    "carry_into",
+    "check_allowance",
+    "check_pools",
+    "overage_of",
+    "replay",
+]
 
-CARRY, OVERAGE = "carry", "overage"
+CARRY, OVERAGE, LOAN, REPAY = "carry", "overage", "loan", "repay"
 OVERAGES = ("warn", "block", "downgrade")
 _NANO = Decimal("1e9")
 
@@ -88,18 +108,48 @@ def check_allowance(b: Budget, where: Callable[[str, str], str], amount: Callabl
     if not ok:
         raise ConfigError(where(name, "overage_rate"), f"{b.overage_rate!r} is not a rate", "give a multiplier of the cost >= 0, e.g. overage_rate=1.2")
     set_(b, "overage_rate", rate)
+    if b.lend_limit_usd is not None:
+        try:
+            set_(b, "lend_limit_usd", amount(b.lend_limit_usd, name))
+        except ConfigError:
+            raise ConfigError(where(name, "lend_limit_usd"), f"{b.lend_limit_usd!r} is not an amount", "give a dollar amount >= 0, e.g. lend_limit_usd=200") from None
+        if b.per_value:
+            raise ConfigError(where(name, "scope"), 'a pool is one budget, not one per value ("*")', "give the pool a fixed scope, or none")
+    if b.pool is not None:
+        if not isinstance(b.pool, str) or not b.pool.strip():
+            raise ConfigError(where(name, "pool"), f"{b.pool!r} is not a budget name", "name the pool budget, e.g. pool='org'")
+        if b.period not in CALENDAR:
+            raise ConfigError(where(name, "pool"), f"needs a calendar period (loans are repaid the next period), not {b.period!r}", "use period='day', 'week' or 'month'")
+        if b.allowance_usd is not None:
+            raise ConfigError(where(name, "pool"), "and allowance_usd do not combine", "give the budget either a pool or an allowance")
 
 
-def carry_into(period: str, tz: str, included_n: int, cap_n: int, old_key: int, old_spent_n: int, old_carry_n: int, new_key: int) -> int:
+def check_pools(budgets: list[Budget]) -> None:
+    """Every `pool` names a pool budget (one with lend_limit_usd) that is not itself a member."""
+    by_name = {b.name: b for b in budgets}
+    for b in budgets:
+        if b.pool is None:
+            continue
+        pool = by_name.get(b.pool)
+        if pool is None or pool.lend_limit_usd is None:
+            raise ConfigError(f"budgets[{b.name}].pool", f"{b.pool!r} is not a pool budget", f"add a budget named {b.pool!r} with lend_limit_usd")
+        if pool.pool is not None:
+            raise ConfigError(f"budgets[{pool.name}].pool", "a pool cannot borrow from another pool", "remove pool from the pool budget")
+
+
+def carry_into(
+    period: str, tz: str, included_n: int, cap_n: int, old_key: int, old_spent_n: int, old_carry_n: int, new_key: int, floor_n: int = 0
+) -> int:
     """The carry (nano-dollars) of the period starting at `new_key` (ns), from the last period
-    the ledger saw (`old_key`, its spend and carry); periods in between spent nothing."""
-    carry = min(cap_n, max(0, included_n + old_carry_n - old_spent_n))
+    the ledger saw (`old_key`, its spend and carry); periods in between spent nothing. A pool's
+    member carries its debt (negative, at least floor_n = -lend limit): repaid from this period."""
+    carry = min(cap_n, max(floor_n, included_n + old_carry_n - old_spent_n))
     key = old_key
     for _ in range(10_000):  # a cap reached stays reached: at most cap / included + 1 turns
         end = window(period, tz, key).end_ns
         if end is None or end >= new_key or carry >= cap_n:
             break
-        carry = min(cap_n, included_n + carry)  # a whole period with no calls
+        carry = min(cap_n, max(floor_n, included_n + carry))  # a whole period with no calls
         key = end
     return carry
 
@@ -117,6 +167,9 @@ class Account:
     carry_usd: Decimal = Decimal(0)
     overage_usd: Decimal = Decimal(0)  # priced at the overage rate
     overage_calls: int = 0
+    loan_usd: Decimal = Decimal(0)  # a pool member's borrowing this period
+    loans: int = 0
+    repaid_usd: Decimal = Decimal(0)  # repaid from this period (last period's debt)
 
 
 def replay(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, datetime], Account]:
@@ -126,13 +179,19 @@ def replay(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, datetime],
     seen: set[str] = set()
     for row in rows:
         kind = row["event"]
-        if kind not in (CARRY, OVERAGE) or row["event_id"] in seen:
+        if kind not in (CARRY, OVERAGE, LOAN, REPAY) or row["event_id"] in seen:
             continue
         seen.add(row["event_id"])  # several processes' copies of one event share its id
         acct = out.setdefault((row["budget"], row["scope_value"], row["period_start"]), Account())
         amount = Decimal(row["estimated_cost_usd"] or 0)
         if kind == CARRY:
             acct.carry_usd = amount
+        elif kind == REPAY:
+            acct.repaid_usd = amount
+            acct.carry_usd = -amount
+        elif kind == LOAN:
+            acct.loan_usd += amount
+            acct.loans += 1
         else:
             acct.overage_usd += amount
             acct.overage_calls += 1

@@ -12,7 +12,7 @@ from ..errors import AllowanceExceeded
 from ..errors import format_usd as usd
 from . import alerts
 from .alerts import BLOCK, FORECAST, RESET, UNPRICED, WARN, BudgetEvent, WebhookSender
-from .allowances import CARRY, OVERAGE
+from .allowances import CARRY, LOAN, OVERAGE, REPAY
 from .instances import C, Inst, dec
 from .ledger import Refused
 from .model import CompiledBudget
@@ -237,12 +237,44 @@ class Events:
             alert=spent_n - cost_n < included,
         )
 
+    def _queue_loan(self, inst: Inst, pool: CompiledBudget, loan_n: int, spent_n: int, carry_n: int, model: str | None, now: int) -> None:
+        """A pool's member spent past its own limit: the part past it is borrowed, a `loan` row."""
+        cb = inst.cb
+        own = dec(cb.limit_n + carry_n)
+        self._event(
+            inst,
+            LOAN,
+            now,
+            estimated=dec(loan_n),
+            spent=dec(spent_n),
+            model=model,
+            message=f"budget {self._label(inst)} borrowed ${usd(dec(loan_n))} from pool {pool.budget.name!r} for a call to "
+            f"{model or 'a model'} (${usd(dec(spent_n))} spent of its own ${usd(own)}; it may owe up to ${usd(dec(cb.lend_n))})",
+        )
+
     def _record_carries(self, now: int) -> None:
-        """Periods this process started on the ledger for rollover budgets: a `carry` row each."""
+        """Periods this process started on the ledger for rollover budgets and pool members: a
+        `carry` row (rollover), or a `repay` row (a member's debt from the last period)."""
         carried = self._ledger.carried
         while carried:
             inst, key, carry_n = carried.pop()
             cb = inst.cb
+            if carry_n < 0:
+                start = datetime.fromtimestamp(key / NS, tz=_zone(cb.budget.timezone)).isoformat()
+                with self._lock:
+                    self._event(
+                        inst,
+                        REPAY,
+                        now,
+                        estimated=dec(-carry_n),
+                        spent=ZERO,
+                        message=f"budget {self._label(inst)} repays ${usd(dec(-carry_n))} borrowed from pool {cb.budget.pool!r}: "
+                        f"its own limit for the {cb.budget.period} starting {start} is ${usd(dec(cb.limit_n + carry_n))}",
+                        eid=alerts.event_id(cb.budget.name, inst.scope_value, REPAY, key),
+                    )
+                continue
+            if cb.carry_cap_n is None:
+                continue  # a member without rollover that owed nothing: nothing to record
             with self._lock:
                 self._event(
                     inst,

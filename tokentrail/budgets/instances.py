@@ -59,6 +59,7 @@ class Inst:
         "kw",
         "carries",
         "allowance_n",
+        "loan_base_n",
     )
 
     def __init__(self, cb: CompiledBudget, key: tuple[str, ...], lkey: bytes, rolling_ns: int) -> None:
@@ -76,7 +77,11 @@ class Inst:
         self.limit_n = cb.allowance_n if gate and cb.allowance_n is not None else cb.limit_n
         self.block = cb.block or gate
         self.allowance_n = cb.allowance_n
-        self.carries = cb.carry_cap_n is not None  # the period's limit grows by the ledger's carry
+        member = b.pool is not None
+        if member:  # a pool's member may go past its own limit by what it may borrow
+            self.limit_n = cb.limit_n + cb.lend_n
+        self.loan_base_n = cb.limit_n if member else None  # spend past it (+ carry) is a loan
+        self.carries = cb.carry_cap_n is not None or member  # the period's limit grows by the ledger's carry
         self.thresholds_n = cb.thresholds_n
         self.spent_n = 0  # the ledger's figure at this process's last look
         self.unpriced_models: set[str] = set()
@@ -95,7 +100,8 @@ class Inst:
         cb = self.cb
         b = cb.budget
         included = cb.allowance_n if cb.allowance_n is not None else cb.limit_n
-        return carry_into(b.period, b.timezone, included, cb.carry_cap_n or 0, old_key, old_spent_n, old_carry_n, self.window_key)
+        floor = -cb.lend_n if b.pool is not None else 0
+        return carry_into(b.period, b.timezone, included, cb.carry_cap_n or 0, old_key, old_spent_n, old_carry_n, self.window_key, floor)
 
 
 class Reservation:

@@ -96,6 +96,12 @@ class BudgetManager(Events, Background):
         self.settings = rt.settings
         self.budgets = list(self.settings.budgets)
         self.compiled = [compile_budget(i, b) for i, b in enumerate(self.budgets)]
+        by_name = {cb.budget.name: cb for cb in self.compiled}
+        self._pool_of: dict[int, CompiledBudget] = {}  # a member's index -> its pool
+        for cb in self.compiled:
+            if cb.budget.pool is not None:
+                pool = self._pool_of[cb.index] = by_name[cb.budget.pool]
+                cb.lend_n = pool.lend_limit_n or 0
         self.refresh_interval = float(
             refresh_interval
             or getattr(self.settings, "budget_refresh_seconds", None)
@@ -167,6 +173,14 @@ class BudgetManager(Events, Background):
     def _match(self, a: Attribution) -> Plan:
         """The plan of a call with attribution `a`: the instances it counts against (cached)."""
         matched = self._matcher.match(a)
+        if self._pool_of:  # a member's call also counts against its pool, whatever the pool's scope
+            have = {cb.index for cb, _ in matched}
+            for cb, _ in list(matched):
+                pool = self._pool_of.get(cb.index)
+                if pool is not None and pool.index not in have:
+                    have.add(pool.index)
+                    matched.append((pool, ()))
+            matched.sort(key=lambda t: t[0].index)
         with self._lock:
             plan = Plan(tuple(self._inst(cb, key) for cb, key in matched))
             if len(self._targets) >= _TARGETS_CACHE_MAX:
@@ -278,7 +292,7 @@ class BudgetManager(Events, Background):
             if self._ledger.carried:
                 self._record_carries(now)
             inst = insts[r.index]
-            if inst.limit_n != inst.cb.limit_n or inst.cb.allowance_n is not None and inst.cb.budget.overage != "warn":
+            if inst.cb.allowance_n is not None and inst.cb.budget.overage != "warn":
                 raise self._past_allowance(inst, amounts[r.index], r, model, now) from None
             with self._lock:
                 self._queue_block(inst, amounts[r.index], r.committed, model, now)
@@ -353,6 +367,11 @@ class BudgetManager(Events, Background):
                 if over:
                     with self._lock:
                         self._queue_overage(inst, over, spent, cost_n, carry, reservation.model, at)
+            elif inst.loan_base_n is not None and cost_n:
+                loan = overage_of(inst.loan_base_n + carry, spent, cost_n)
+                if loan:
+                    with self._lock:
+                        self._queue_loan(inst, self._pool_of[inst.cb.index], loan, spent, carry, reservation.model, at)
             if after > before:
                 with self._lock:
                     self._fire_thresholds(inst, before, after, at)

@@ -55,6 +55,8 @@ _TOML_KEYS = (
     "overage",
     "overage_rate",
     "downgrade_to",
+    "pool",
+    "lend_limit_usd",
 )
 
 
@@ -142,6 +144,14 @@ class Budget:
             DEFAULT_MAX_OUTPUT_TOKENS = 4096).
         webhook_url: where this budget's alerts are POSTed (else configure's webhook_url).
         on_alert: called with each `BudgetEvent` of this budget, off the call path.
+        rollover: {"periods": n} and/or {"max_usd": x}: unused spend carries into the next
+            calendar period, capped (allowances.py).
+        allowance_usd: included amount per scope value and period; past it `overage`: "warn"
+            (let through, each call's overage a row, priced at `overage_rate` x the cost),
+            "block" or "downgrade" (refused with AllowanceExceeded; `downgrade_to` names the
+            model to use instead).
+        pool: the name of a pool budget this one may borrow from past its limit.
+        lend_limit_usd: makes this budget a pool: what each member may owe it per period.
     """
 
     name: str
@@ -160,6 +170,8 @@ class Budget:
     overage: str = "warn"
     overage_rate: Decimal | int | float | str = 1
     downgrade_to: str | None = None
+    pool: str | None = None
+    lend_limit_usd: Decimal | int | float | str | None = None
 
     def __post_init__(self) -> None:
         name = self.name
@@ -173,6 +185,7 @@ class Budget:
             raise ConfigError(_where(name, "period"), f"{self.period!r} is not a period", f"use one of {', '.join(PERIODS)}")
         set_(self, "scope", _scope(self.scope, name))
         set_(self, "warn_at", _warn_at(self.warn_at, name))
+        # pools and allowances: allowances.check_allowance, below
         if self.action not in ACTIONS:
             raise ConfigError(_where(name, "action"), f"{self.action!r} is not an action", "use 'block' or 'warn'")
         if self.unpriced not in UNPRICED:
@@ -242,6 +255,9 @@ def coerce_budgets(value: Iterable[Any]) -> list[Budget]:
             raise ConfigError(f"budgets[{b.name}]", "is defined twice", "give each budget a unique name")
         seen.add(b.name)
         out.append(b)
+    from .allowances import check_pools
+
+    check_pools(out)
     return out
 
 
@@ -269,6 +285,8 @@ class CompiledBudget:
     # allowances (allowances.py): the included amount, the rollover cap, nano-dollars
     allowance_n: int | None = None
     carry_cap_n: int | None = None
+    lend_limit_n: int | None = None  # a pool: what each member may owe it
+    lend_n: int = 0  # a pool's member: what it may borrow beyond its limit (the manager links it)
 
     def keys(self, a: Attribution) -> list[tuple[str, ...]]:
         for f, v in self.fixed:
@@ -321,6 +339,7 @@ def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_
         thresholds_n=tuple(int((amount * nano).to_integral_value(rounding=ROUND_CEILING)) for _, amount in thresholds),
         allowance_n=None if b.allowance_usd is None else int((b.allowance * nano).to_integral_value(rounding=ROUND_FLOOR)),
         carry_cap_n=_carry_cap(b, limit),
+        lend_limit_n=None if b.lend_limit_usd is None else int((cast(Decimal, b.lend_limit_usd) * nano).to_integral_value(rounding=ROUND_FLOOR)),
     )
 
 
