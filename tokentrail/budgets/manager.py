@@ -426,6 +426,12 @@ class BudgetManager(Events, Background):
         spent, _ = self._ledger.figures(inst, self._rt.now_ns())
         return dec(spent)
 
+    def carry_usd(self, budget: str, scope_value: str = "") -> Decimal:
+        """What a budget's current period carried in (rollover; negative: a pool member's debt
+        being repaid); 0 for other budgets."""
+        inst = self._named(budget, scope_value)
+        return dec(self._ledger.carry(inst, self._rt.now_ns()))
+
     def reserved_usd(self, budget: str, scope_value: str = "") -> Decimal:
         """Worst cases of the calls in flight for a budget, in every process on the ledger."""
         inst = self._named(budget, scope_value)
