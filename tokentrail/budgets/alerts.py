@@ -189,12 +189,15 @@ class WebhookSender:
             logger.warning("tokentrail: budget webhook queue full; alert for %s dropped", url)
 
     def _run(self) -> None:
+        from .host import suppressed
+
         while True:
             item = self._queue.get()
             try:
                 if item is None:
                     return
-                self._post(*item)
+                with suppressed():  # the user's urllib instrumentation sees none of this
+                    self._post(*item)
             finally:
                 self._queue.task_done()
 

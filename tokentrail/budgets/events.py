@@ -13,6 +13,7 @@ from ..errors import format_usd as usd
 from . import alerts
 from .alerts import BLOCK, FORECAST, RESET, UNPRICED, WARN, BudgetEvent, WebhookSender
 from .allowances import CARRY, LOAN, OVERAGE, REPAY
+from .host import Host, suppressed
 from .instances import C, Inst, dec
 from .ledger import Refused
 from .model import CompiledBudget
@@ -31,7 +32,7 @@ class Events:
 
     compiled: list[CompiledBudget]
     settings: Any
-    _rt: Any
+    _rt: Host
     _lock: threading.Lock
     _drain_lock: threading.Lock
     _events: list[tuple[CompiledBudget, BudgetEvent]]
@@ -295,7 +296,8 @@ class Events:
                 events, self._events = self._events, []
             if not events:
                 return 0
-            self._rt.exporter.write("budget_events", alerts.encode_events(e for _, e in events))
+            with suppressed():  # the store write is tokentrail's (the user's callables are not)
+                self._rt.exporter.write("budget_events", alerts.encode_events(e for _, e in events))
             handlers = alerts.global_handlers()
             for cb, e in events:
                 alerts.log_event(e)

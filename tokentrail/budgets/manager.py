@@ -36,6 +36,7 @@ from . import snapshot
 from .alerts import BudgetEvent, WebhookSender
 from .allowances import overage_of
 from .events import Events
+from .host import Host
 from .instances import C, Inst, Matcher, Plan, Reservation, dec, nanos
 from .ledger import Refused, open_ledger, reservation_ns, slot_key
 from .ledger_file import LedgerFull
@@ -84,7 +85,7 @@ class BudgetManager(Events, Background):
 
     def __init__(
         self,
-        rt: Any,
+        rt: Host,
         *,
         refresh_interval: float | None = None,
         initial_wait: float = 10.0,
