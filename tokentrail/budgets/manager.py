@@ -25,23 +25,23 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 from ..context import Attribution
 from ..errors import BudgetExceeded, ConfigError
-from ..usage import Usage
 from . import snapshot
 from .alerts import BudgetEvent, WebhookSender
 from .allowances import overage_of
 from .events import Events
+from .figures import Figures
 from .host import Host
-from .instances import C, Inst, Matcher, Plan, Reservation, dec, nanos
+from .instances import Inst, Matcher, Plan, Reservation, dec, nanos
 from .ledger import Refused, open_ledger, reservation_ns, slot_key
 from .ledger_file import LedgerFull
 from .model import CompiledBudget, compile_budget
 from .periods import CALENDAR, NS, ROLLING, Window, window
+from .rates import Rates
 from .refresh import Background
 
 __all__ = ["BudgetManager", "Reservation"]
@@ -51,19 +51,11 @@ logger = logging.getLogger("tokentrail.budgets")
 ZERO = Decimal(0)
 _MIN, _MAX = -(2**62), 2**62  # fit the ledger's int64
 _DAY_NS = 86400 * NS
-_OUT_PROBE = 65536  # output tokens used to measure a model's output price per token
-_MIN_BUCKET = 1024
 _TARGETS_CACHE_MAX = 8192
 _NEVER = 2**63
 _ATTO_PER_NANO = 10**9
-_ATTO = Decimal("1e18")
 DEFAULT_REFRESH_SECONDS = 30.0
 REFRESH_ENV = "TOKENTRAIL_BUDGET_REFRESH_SECONDS"
-
-
-def _atto(d: Decimal) -> int:
-    """Atto-dollars, rounded up (a per-token price finer than 1e-18 only makes a worst case larger)."""
-    return int(C.multiply(d, _ATTO).to_integral_value(rounding=ROUND_CEILING, context=C))
 
 
 def _env_interval() -> float | None:
@@ -80,7 +72,7 @@ def _env_interval() -> float | None:
     return None
 
 
-class BudgetManager(Events, Background):
+class BudgetManager(Events, Figures, Background):
     """Enforces `settings.budgets` for one tokentrail runtime (built as `runtime.budgets`)."""
 
     def __init__(
@@ -125,7 +117,7 @@ class BudgetManager(Events, Background):
         self._drain_lock = threading.Lock()
         self._insts: dict[tuple[int, tuple[str, ...]], Inst] = {}
         self._targets: dict[Attribution, Plan] = {}
-        self._rates: dict[tuple[str | None, str | None, int, int], tuple[int, int, int] | None] = {}
+        self._rates = Rates(rt.prices, _TARGETS_CACHE_MAX)
         self._gen = 0  # bumped whenever an instance changes period (plans re-check theirs)
         self._store: dict[tuple[int, tuple[str, ...]], int] = {}
         self._store_windows: dict[int, int] = {}  # budget -> the window its store figures are for
@@ -189,33 +181,6 @@ class BudgetManager(Events, Background):
             self._targets[a] = plan
         return plan
 
-    def _price(self, model: str | None, provider: str | None, now: int, prompt_tokens: int) -> tuple[int, int, int] | None:
-        """(per call, per input token, per output token) of a model on the call's UTC day in
-        atto-dollars (1e-18, rounded up: a worst case never comes out low), or None when it
-        has no price. Measured at the power of two above the prompt size, so a tiered price (a
-        cliff on input size) comes out at the tier the call can reach."""
-        bucket = _MIN_BUCKET if prompt_tokens <= _MIN_BUCKET else 1 << (prompt_tokens - 1).bit_length()
-        k = (model, provider, now // _DAY_NS, bucket)
-        try:
-            return self._rates[k]
-        except KeyError:
-            pass
-        rates: tuple[int, int, int] | None = None
-        if model:
-            when = datetime.fromtimestamp(now / NS, tz=timezone.utc)
-            prices = self._rt.prices
-            base = prices.cost(Usage(), model, provider, when).total_usd
-            inp = prices.cost(Usage(input_tokens=bucket), model, provider, when).total_usd
-            both = prices.cost(Usage(input_tokens=bucket, output_tokens=_OUT_PROBE), model, provider, when).total_usd
-            if base is not None and inp is not None and both is not None:
-                per_in = C.divide(C.subtract(inp, base), bucket)
-                per_out = C.divide(C.subtract(both, inp), _OUT_PROBE)
-                rates = (_atto(base), _atto(per_in), _atto(per_out))
-        if len(self._rates) >= _TARGETS_CACHE_MAX:
-            self._rates = {}
-        self._rates[k] = rates  # a race prices it twice, harmlessly
-        return rates
-
     def _roll(self, inst: Inst, now: int) -> int | None:
         """Bring an instance into the period containing `now`; returns the store's floor for
         it when one is known (the caller gives it to the ledger, outside the lock)."""
@@ -265,7 +230,7 @@ class BudgetManager(Events, Background):
             return None
         now = self._rt.now_ns()
         prompt_tokens = max(int(prompt_tokens or 0), 0)
-        rates = self._price(model, provider, now, prompt_tokens)
+        rates = self._rates.get(model, provider, now, prompt_tokens)
         if rates is None or not (plan.lo <= now < plan.hi and plan.gen == self._gen):
             rates_ok = self._prepare(plan, rates, model, now)
             if not rates_ok:
@@ -406,44 +371,6 @@ class BudgetManager(Events, Background):
             if r is not None:
                 self.release(r)
             raise
-
-    # -- figures -----------------------------------------------------------------------------------
-
-    def _named(self, budget: str, scope_value: str) -> Inst:
-        cb = self._compiled_named(budget)
-        key = tuple(scope_value.split("/")) if cb.star and scope_value else ()
-        now = self._rt.now_ns()
-        with self._lock:
-            inst = self._inst(cb, key)
-            floor = self._roll(inst, now) if not inst.lo <= now < inst.hi else None
-        if floor:
-            self._ledger.set_floor(inst, floor, now)
-        return inst
-
-    def spent(self, budget: str, scope_value: str = "") -> Decimal:
-        """A budget's spend in its current period as the ledger holds it (every process's
-        settled calls, or the store's figure when that is more), reservations excluded."""
-        inst = self._named(budget, scope_value)
-        spent, _ = self._ledger.figures(inst, self._rt.now_ns())
-        return dec(spent)
-
-    def carry_usd(self, budget: str, scope_value: str = "") -> Decimal:
-        """What a budget's current period carried in (rollover; negative: a pool member's debt
-        being repaid); 0 for other budgets."""
-        inst = self._named(budget, scope_value)
-        return dec(self._ledger.carry(inst, self._rt.now_ns()))
-
-    def reserved_usd(self, budget: str, scope_value: str = "") -> Decimal:
-        """Worst cases of the calls in flight for a budget, in every process on the ledger."""
-        inst = self._named(budget, scope_value)
-        _, reserved = self._ledger.figures(inst, self._rt.now_ns())
-        return dec(reserved) if reserved else ZERO
-
-    def _compiled_named(self, budget: str) -> CompiledBudget:
-        for cb in self.compiled:
-            if cb.budget.name == budget:
-                return cb
-        raise KeyError(budget)
 
     def deliver(self) -> int:
         """Deliver queued events now: the public form of what the thread does, for a manager
