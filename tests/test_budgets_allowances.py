@@ -245,3 +245,15 @@ def test_pool_config_errors() -> None:
         Budget(name="search", limit_usd=1, period="24h", pool="org")
     with pytest.raises(ConfigError, match=r"budgets\[org\]\.scope.*one budget"):
         Budget(name="org", limit_usd=1, lend_limit_usd=1, scope={"team": "*"})
+
+
+def test_a_period_started_by_a_figure_still_records_its_carry(make: Callable[..., runtime.Tokentrail]) -> None:
+    clock = Clock()
+    clock.at("2026-06-01T12:00:00", timezone.utc)
+    rt = make(Budget(name="daily", limit_usd="0.9", period="day", rollover={"periods": 1}, warn_at=()), clock=clock)
+    m = rt.budgets
+    assert m is not None
+    assert _calls(rt, 1) == 1
+    clock.at("2026-06-02T08:00:00", timezone.utc)
+    assert m.carry_usd("daily") == Decimal("0.6")  # no call yet today: the figure starts the day
+    assert [(r["event"], r["estimated_cost_usd"]) for r in _rows(rt, "daily")] == [("carry", Decimal("0.6"))]

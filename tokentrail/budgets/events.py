@@ -292,6 +292,8 @@ class Events:
     def _drain(self) -> int:
         """Deliver queued events: the store (through the exporter), logging, callables, webhooks."""
         with self._drain_lock:
+            if self._ledger.carried:  # periods a figure or a refresh started: their rows too
+                self._record_carries(self._rt.now_ns())
             with self._lock:
                 events, self._events = self._events, []
             if not events:
