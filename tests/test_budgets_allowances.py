@@ -257,3 +257,16 @@ def test_a_period_started_by_a_figure_still_records_its_carry(make: Callable[...
     clock.at("2026-06-02T08:00:00", timezone.utc)
     assert m.carry_usd("daily") == Decimal("0.6")  # no call yet today: the figure starts the day
     assert [(r["event"], r["estimated_cost_usd"]) for r in _rows(rt, "daily")] == [("carry", Decimal("0.6"))]
+
+
+def test_rollover_and_pools_say_they_need_the_file_ledger(tt_home: Path) -> None:
+    pytest.importorskip("redis")
+    for budgets, field in (
+        ([Budget(name="s", limit_usd=1, rollover={"periods": 1})], "budgets[s].rollover"),
+        ([Budget(name="org", limit_usd=5, lend_limit_usd=1), Budget(name="m", limit_usd=1, pool="org")], "budgets[m].pool"),
+    ):
+        rt = tokentrail.configure(home=tt_home, budgets=budgets, budget_backend="redis://127.0.0.1:1/0")
+        with pytest.raises(ConfigError) as e:
+            rt.budgets  # noqa: B018 (built on first use, as for a bad budget_backend)
+        assert field in str(e.value) and "budget_backend='file'" in str(e.value)
+    testing.reset()

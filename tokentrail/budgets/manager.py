@@ -105,10 +105,11 @@ class BudgetManager(Events, Figures, Background):
         self.lock_timeout = lock_timeout
         self._ledger = ledger if ledger is not None else open_ledger(self.settings)
         for cb in self.compiled:
-            if cb.carry_cap_n is not None and self._ledger.name.startswith("redis"):
+            carries = "rollover" if cb.carry_cap_n is not None else "pool" if cb.budget.pool is not None else None
+            if carries and self._ledger.name.startswith("redis"):  # carries and repayments: the file ledger's
                 raise ConfigError(
-                    f"budgets[{cb.budget.name}].rollover", "needs the machine's file ledger (not yet on Redis)",
-                    "use budget_backend='file' for rollover budgets, or remove rollover",
+                    f"budgets[{cb.budget.name}].{carries}", "needs the machine's file ledger (not yet on Redis)",
+                    f"use budget_backend='file' for this budget, or remove {carries}",
                 )  # fmt: skip
         self._ttl = reservation_ns(self.settings)
         self._matcher = Matcher(self.compiled)
