@@ -35,13 +35,13 @@ def best_of(runs: int, fn: Callable[[], float]) -> float:
     return min(fn() for _ in range(runs))
 
 
-def per_call(manager: object, attrs: list[Attribution], model: str = "gpt-4o-mini") -> float:
+def per_call(manager: object, attrs: list[Attribution], model: str = "gpt-4o-mini", clock: Callable[[], float] = time.perf_counter) -> float:
     reserve, settle = manager.reserve, manager.settle  # type: ignore[attr-defined]
-    t = time.perf_counter()
+    t = clock()
     for a in attrs:
         r = reserve(a, model=model, provider="openai", prompt_tokens=800, max_output_tokens=256)
         settle(r, COST)
-    return (time.perf_counter() - t) / len(attrs) * 1e6
+    return (clock() - t) / len(attrs) * 1e6
 
 
 def sqlite_wal(home: str, n: int) -> float:
@@ -106,7 +106,7 @@ def redis_figure(budgets: list[Budget], warm: Attribution) -> str:
             client.ping()
         ping = (time.perf_counter() - t) / 2000 * 1e6
         rt.shutdown()
-        return f"{call:6.1f} µs/call (2 round trips; one PING round trip: {ping:.1f} µs)"
+        return f"{call:6.1f} µs/call = 2 round trips (one PING: {ping:.1f} µs) + {max(call - 2 * ping, 0):.1f} µs the rest"
     finally:
         proc.terminate()
         proc.wait()
@@ -125,6 +125,8 @@ def main() -> None:
     warm = Attribution(project="shop", team="team-42", feature="search", user_id="alice")
     per_call(m, [warm] * 1000)  # prices cached, instances built
     typical = best_of(5, lambda: per_call(m, [warm] * N))
+    # this process's CPU time: on a shared, loaded machine the wall figure counts waiting for a core
+    typical_cpu = best_of(5, lambda: per_call(m, [warm] * N, clock=time.process_time))
     fresh = [Attribution(project="shop", team=f"team-{i % 97}", feature="search", user_id=f"user-{i}") for i in range(N)]
     new_users = per_call(m, fresh)
     rt.shutdown()
@@ -162,7 +164,10 @@ def main() -> None:
     per_call(cold, [warm])
     first_ms = (time.perf_counter() - t) * 1e3
     tokentrail.shutdown()
-    print(f"budget check (reserve + settle), file ledger, 100 budgets, 4 match: {typical:6.1f} µs/call")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    verdict = "met" if typical < 20 else "NOT met"
+    print(f"budget check (reserve + settle), file ledger, 100 budgets, 4 match: {typical:6.1f} µs/call (target < 20 µs: {verdict})")
+    print(f"  the same in this process's CPU time (what load does not inflate):  {typical_cpu:6.1f} µs/call (target: {'met' if typical_cpu < 20 else 'NOT met'})")
     print(f"  the same on a process-only ledger (budget_backend='memory'):   {memory:6.1f} µs/call")
     print(f"  the same on Redis on loopback:                                 {on_redis}")
     print(f"  the ledger design rejected: SQLite WAL, 4 budgets:             {sqlite:6.1f} µs/call")

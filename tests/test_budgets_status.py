@@ -138,3 +138,21 @@ def test_recent_events(tt_home: Path) -> None:
         assert [e["message"] for e in recent_events(store)] == ["no", "half"]
         assert [e["event"] for e in recent_events(store, budget="a")] == ["warn"]
         assert recent_events(store, since=datetime(2026, 3, 3, tzinfo=UTC))[0]["budget"] == "b"
+
+
+def test_scope_values_are_parameters_not_sql_text(tt_home: Path) -> None:
+    # a quote and a backslash in a scope value: matched exactly, never spliced into the SQL
+    tricky = "o'brien\\' OR 1=1 --"
+    _spend(tt_home, ("2026-03-02 10:00:00", tricky, "3"), ("2026-03-03 10:00:00", "bob", "4"))
+    settings = resolve(
+        budgets=[
+            Budget(name="one", limit_usd=10, scope={"user_id": tricky}),
+            Budget(name="per-user", limit_usd=10, scope={"user_id": "*"}),
+        ]
+    )
+    now = datetime(2026, 3, 11, tzinfo=UTC)
+    with open_store(settings) as store:
+        rows = {(s.budget, s.scope_value): s.spent_usd for s in status(store, settings, now)}
+        burn = burndown(store, settings, "per-user", tricky, now)
+    assert rows == {("one", ""): Decimal(3), ("per-user", "bob"): Decimal(4), ("per-user", tricky): Decimal(3)}
+    assert burn == [(datetime(2026, 3, 2, tzinfo=UTC), Decimal(3))]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _internal
 from .context import attributes
-from .errors import BudgetExceeded, ConfigError, MissingExtra, TokentrailError
+from .errors import AllowanceExceeded, BudgetExceeded, ConfigError, MissingExtra, TokentrailError
 from .runtime import Tokentrail, get
 from .version import VERSION as __version__
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .instrumentation.langchain import TokentrailCallbackHandler
 
 __all__ = [
+    "AllowanceExceeded",
     "Budget",
     "BudgetExceeded",
     "ConfigError",

@@ -107,3 +107,60 @@ def _rebuild_budget_exceeded(
         reason=reason,
         model=model,
     )
+
+
+class AllowanceExceeded(BudgetExceeded):
+    """A call past a budget's included allowance (`allowance_usd`) where `overage` is "block"
+    or "downgrade": raised before the provider is called, with the price it would have cost.
+
+    Attributes (besides BudgetExceeded's; limit_usd is the period's allowance with its carry):
+    overage_usd (the call's worst case beyond the allowance, at the budget's overage_rate),
+    overage_rate, downgrade_to (the model to use instead, for overage="downgrade"; else None).
+    """
+
+    def __init__(
+        self,
+        budget: str,
+        *,
+        scope_value: str | None = None,
+        spent_usd: Decimal = Decimal(0),
+        limit_usd: Decimal = Decimal(0),
+        estimated_cost_usd: Decimal | None = None,
+        model: str | None = None,
+        overage_usd: Decimal = Decimal(0),
+        overage_rate: Decimal = Decimal(1),
+        downgrade_to: str | None = None,
+    ) -> None:
+        super().__init__(
+            budget, scope_value=scope_value, spent_usd=spent_usd, limit_usd=limit_usd,
+            estimated_cost_usd=estimated_cost_usd, reason="allowance", model=model,
+        )  # fmt: skip
+        self.overage_usd = overage_usd
+        self.overage_rate = overage_rate
+        self.downgrade_to = downgrade_to
+        scope = f" [{scope_value}]" if scope_value else ""
+        then = f"; use {downgrade_to!r} instead" if downgrade_to else ""
+        self.args = (
+            f"budget {budget!r}{scope}: the included ${format_usd(limit_usd)} is used up (${format_usd(spent_usd)} committed); "
+            f"this call would cost up to ${format_usd(overage_usd)} in overage (x{overage_rate} the price){then}",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            _rebuild_allowance_exceeded,
+            (self.budget, self.scope_value, self.spent_usd, self.limit_usd, self.estimated_cost_usd, self.model,
+             self.overage_usd, self.overage_rate, self.downgrade_to),
+        )  # fmt: skip
+
+
+def _rebuild_allowance_exceeded(
+    budget: str, scope_value: str | None, spent_usd: Decimal, limit_usd: Decimal, estimated_cost_usd: Decimal | None,
+    model: str | None, overage_usd: Decimal, overage_rate: Decimal, downgrade_to: str | None,
+) -> AllowanceExceeded:  # fmt: skip
+    return AllowanceExceeded(
+        budget, scope_value=scope_value, spent_usd=spent_usd, limit_usd=limit_usd, estimated_cost_usd=estimated_cost_usd,
+        model=model, overage_usd=overage_usd, overage_rate=overage_rate, downgrade_to=downgrade_to,
+    )  # fmt: skip

@@ -36,7 +36,8 @@ __all__ = [
 logger = logging.getLogger("tokentrail.budgets")
 
 WARN, BLOCK, RESET, UNPRICED, FORECAST = "warn", "block", "reset", "unpriced", "forecast"
-EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST)
+CARRY, OVERAGE, LOAN, REPAY = "carry", "overage", "loan", "repay"  # allowances.py
+EVENTS = (WARN, BLOCK, RESET, UNPRICED, FORECAST, CARRY, OVERAGE, LOAN, REPAY)
 _Q = Decimal("0.000000001")
 
 
@@ -49,7 +50,10 @@ class BudgetEvent:
     no price went through uncounted, or was refused when the budget says unpriced="block"),
     `forecast` (at the period's rate so far, spend reaches the limit before the period ends:
     once per period; estimated_cost_usd is the projected period-end spend, the message names
-    the projected date).
+    the projected date), `carry` (rollover: the unused spend carried into this period, in
+    estimated_cost_usd), `overage` (a call past the included allowance: its overage price in
+    estimated_cost_usd), `loan` (a pool member borrowed: the amount), `repay` (a member's debt
+    repaid from this period: the amount).
     event_id: for once-per-period events (warn, reset) it is derived from budget, scope value,
     period and threshold, so rows written by several processes for the same alert share it.
     """
@@ -185,12 +189,15 @@ class WebhookSender:
             logger.warning("tokentrail: budget webhook queue full; alert for %s dropped", url)
 
     def _run(self) -> None:
+        from .host import suppressed
+
         while True:
             item = self._queue.get()
             try:
                 if item is None:
                     return
-                self._post(*item)
+                with suppressed():  # the user's urllib instrumentation sees none of this
+                    self._post(*item)
             finally:
                 self._queue.task_done()
 

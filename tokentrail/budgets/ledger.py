@@ -23,6 +23,7 @@ Times are the runtime's injected clock (ns), never the ledger's own: expiry is c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 __all__ = ["DEFAULT_RESERVATION_SECONDS", "Ledger", "Refused", "open_ledger", "slot_key"]
@@ -36,10 +37,11 @@ BUCKETS = 16  # a rolling window is kept in BUCKETS (+1 partly outside) time buc
 class Refused(Exception):
     """A blocking budget has no room: `index` into the items, `committed` nano-dollars."""
 
-    def __init__(self, index: int, committed: int) -> None:
+    def __init__(self, index: int, committed: int, limit: int = -1) -> None:
         super().__init__(index, committed)
         self.index = index
         self.committed = committed
+        self.limit = limit  # the limit refused against (with the period's carry); -1: the item's
 
 
 class Item(Protocol):
@@ -50,23 +52,29 @@ class Item(Protocol):
     rolling_ns: int
     hi: int  # when the period ends (ns), or a huge number
     slot: int  # the file ledger's cached slot index (-1: not looked up yet)
+    off: int  # the file ledger's cached byte offset (-1: look it up; set so when the period changes)
+    kw: tuple[bytes, int]  # the (key, window) found at `off` when it was cached
     limit_n: int
     block: bool
     thresholds_n: tuple[int, ...]
+    carries: bool  # its limit grows by the period's carry (rollover), which the ledger keeps
 
 
 class Ledger(Protocol):
     name: str
 
-    def reserve(self, items: list[Any], amounts: list[int], now: int, expires: int) -> Any:
+    def reserve(self, items: Sequence[Any], amounts: list[int], now: int, expires: int) -> Any:
         """Reserve `amounts[i]` in `items[i]` for every item, or raise Refused (nothing
         reserved). Returns the handle settle/release take."""
 
-    def settle(self, handle: Any, items: list[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
+    def settle(self, handle: Any, items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int, int]]:
         """Turn the reservation into each item's cost; per item (spent after, thresholds fired before,
-        thresholds fired after): the caller alerts the newly fired ones."""
+        thresholds fired after, the period's carry): the caller alerts the newly fired ones."""
 
-    def release(self, handle: Any, items: list[Any], amounts: list[int]) -> None: ...
+    def release(self, handle: Any, items: Sequence[Any], amounts: list[int]) -> None: ...
+
+    def claim_forecast(self, item: Any, now: int) -> bool:
+        """True for the first caller in the item's period, in any process: it sends the alert."""
 
     def set_floor(self, item: Any, n: int, now: int) -> None: ...
 

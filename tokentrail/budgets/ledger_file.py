@@ -8,7 +8,10 @@ ledger guards against concurrent processes, not power loss (the store keeps the 
 
 Layout (little-endian): a 64-byte header, SLOTS slots of SLOT_SIZE bytes (open addressing on
 the 16-byte key), RESERVATIONS entries of ENTRY_SIZE bytes: one per call (a call in more than
-PER_ENTRY budgets takes several), its pid, expiry and (slot, period, amount) per budget.
+PER_ENTRY budgets takes several), its pid, expiry and (slot, period, amount) per budget
+(ledger_entries.py). A slot: key, period, end, spent, reserved, floor, fired thresholds, rolling
+width, the period whose forecast was claimed, then a rolling window's buckets or a calendar
+period's carry (rollover; a pool member's debt, negative).
 `FileLedger(None)` is the same ledger in anonymous memory: this process only.
 """
 
@@ -17,55 +20,54 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
-import struct
 import threading
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..store.health import pid_alive
 from .ledger import BUCKETS, Refused
+from .ledger_entries import (
+    _BUCKET,
+    _CARRY,
+    _EMPTY,
+    _FIRED,
+    _FLOOR,
+    _FORECAST,
+    _HEAD,
+    _HEADS,
+    _HI,
+    _KEY_WINDOW,
+    _NEVER,
+    _Q,
+    _RESERVED,
+    _SLOT,
+    _SPENT,
+    _SR,
+    _SRF,
+    MAGIC,
+    NB,
+    RESERVATIONS,
+    SIZE,
+    SLOT_SIZE,
+    SLOTS,
+    SLOTS_AT,
+    Entries,
+    LedgerFull,
+)
 
 __all__ = ["FileLedger", "LedgerFull"]
 
-MAGIC = b"TTLEDG01"
-SLOTS = 65536  # budget instances (budget x scope value) alive at once; ~23 MB sparse
-RESERVATIONS = 16384
-_HEAD = struct.Struct("<8sIIqqq")  # magic, slots, reservations, cursor, high water, min expiry
-_SLOT = struct.Struct("<16sqqqqqqq")  # key, window, hi, spent, reserved, floor, fired, rolling_ns
-_BUCKET = struct.Struct("<qq")  # bucket id, amount
-_RES = struct.Struct("<iiq")  # items (0 = free), pid, expires
-_ITEM = struct.Struct("<qqq")  # slot, window, amount
-PER_ENTRY = 6
-ENTRY_SIZE = _RES.size + PER_ENTRY * _ITEM.size
-NB = BUCKETS + 1
-SLOT_SIZE = 80 + NB * _BUCKET.size
-HEAD_SIZE = 64
-SLOTS_AT = HEAD_SIZE
-RES_AT = SLOTS_AT + SLOTS * SLOT_SIZE
-SIZE = RES_AT + RESERVATIONS * ENTRY_SIZE
-_EMPTY = bytes(16)
-_NEVER = 2**62
-# field offsets inside a slot
-_WINDOW, _HI, _SPENT, _RESERVED, _FLOOR, _FIRED, _ROLLING = 16, 24, 32, 40, 48, 56, 64
-_Q = struct.Struct("<q")
-_I32 = struct.Struct("<i")
-_KEY_WINDOW = struct.Struct("<16sq")
-_CURSORS = struct.Struct("<qqq")
-_DEAD_CHECK_S = 0.5
 
 
-class LedgerFull(Exception):
-    pass
-
-
-class FileLedger:
+class FileLedger(Entries):
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.name = "memory" if path is None else f"file {path}"
         self._tlock = threading.Lock()
         self._fd = -1
         self._last_dead_check = 0.0
+        # (item, period, carry) of the periods this process started (the manager records them)
+        self.carried: list[tuple[Any, int, int]] = []
         self._open()
 
     def _open(self) -> None:
@@ -132,7 +134,8 @@ class FileLedger:
             off = SLOTS_AT + i * SLOT_SIZE
             key, window = _KEY_WINDOW.unpack_from(mm, off)
             if key == item.lkey and (window == item.window_key or item.rolling_ns):
-                return off  # the common case: cached, same period
+                item.off, item.kw = off, (key, window)
+                return off  # cached, same period
             if key != item.lkey:
                 i = -1  # reused by another budget since (its period ended)
         if i < 0:
@@ -140,9 +143,15 @@ class FileLedger:
             item.slot = i
             off = SLOTS_AT + i * SLOT_SIZE
         if item.rolling_ns == 0:
-            window = _Q.unpack_from(mm, off + _WINDOW)[0]
+            _, window, _, spent, _, floor, _, _, _, carry = _HEADS.unpack_from(mm, off)
             if window < item.window_key:  # a new period: it starts empty
                 _SLOT.pack_into(mm, off, item.lkey, item.window_key, item.hi, 0, 0, 0, 0, 0)
+                if item.carries:  # rollover: this process enters the period first, it carries
+                    carry = item.carry_from(window, max(spent, floor), carry) if window > 0 else 0
+                    _Q.pack_into(mm, off + _CARRY, carry)
+                    if window > 0:
+                        self.carried.append((item, item.window_key, carry))
+        item.off, item.kw = off, (item.lkey, item.window_key)
         return off
 
     def _find(self, item: Any, now: int) -> int:
@@ -198,137 +207,97 @@ class FileLedger:
         _BUCKET.pack_into(mm, at, bid, amount + (old if old_id == bid else 0))
         _Q.pack_into(mm, off + _HI, now + rolling)  # the slot is free again once all of it aged out
 
-    def _add_reserved(self, off: int, amount: int) -> None:
-        _Q.pack_into(self._mm, off + _RESERVED, _Q.unpack_from(self._mm, off + _RESERVED)[0] + amount)
-
     # -- reservations ------------------------------------------------------------------------
 
-    def reserve(self, items: list[Any], amounts: list[int], now: int, expires: int) -> list[int]:
+    def reserve(self, items: Sequence[Any], amounts: list[int], now: int, expires: int) -> list[int]:
+        mm = self._mm
+        head = _HEADS.unpack_from
         self._lock()
         try:
-            offs = [self._slot(it, now) for it in items]
-            try:
-                self._check(items, amounts, offs, now)
-            except Refused:
-                if not self._sweep(now):
-                    raise
-                self._check(items, amounts, offs, now)
-            return self._take(items, amounts, offs, expires)
+            # one read per slot: it is still the item's (key and period), and its figures
+            offs: list[int] = []
+            after: list[int] = []  # each slot's reserved once this call is added
+            refused = False
+            for n, it in enumerate(items):
+                off = it.off
+                if off >= 0:
+                    key, window, _, spent, reserved, floor, _, _, _, carry = head(mm, off)
+                    if key != it.lkey or window != it.window_key:
+                        off = -1
+                if off < 0:
+                    off = self._slot(it, now)
+                    _, _, _, spent, reserved, floor, _, _, _, carry = head(mm, off)
+                offs.append(off)
+                amount = amounts[n]
+                after.append(reserved + amount)
+                if it.block and not refused:
+                    if it.rolling_ns:
+                        spent = self._spent(off, it.rolling_ns, now)
+                    elif floor > spent:
+                        spent = floor
+                    refused = amount > (it.limit_n + carry if it.carries else it.limit_n) - spent - reserved
+            if refused:
+                try:
+                    self._check(items, amounts, offs, now)
+                except Refused:
+                    if not self._sweep(now):
+                        raise
+                    self._check(items, amounts, offs, now)
+                after = [_Q.unpack_from(mm, off + _RESERVED)[0] + a for off, a in zip(offs, amounts)]  # noqa: B905
+            entries = self._entries(items, amounts, offs, expires)
+            q_pack = _Q.pack_into
+            for off, r in zip(offs, after):  # noqa: B905 (one length by construction)
+                q_pack(mm, off + _RESERVED, r)
+            return entries
         finally:
             self._unlock()
 
-    def _check(self, items: list[Any], amounts: list[int], offs: list[int], now: int) -> None:
+    def _check(self, items: Sequence[Any], amounts: list[int], offs: list[int], now: int) -> None:
         mm = self._mm
-        unpack = _SLOT.unpack_from
         for n, it in enumerate(items):
             if it.block:
                 off = offs[n]
+                limit = it.limit_n
                 if it.rolling_ns:
                     committed = self._spent(off, it.rolling_ns, now) + _Q.unpack_from(mm, off + _RESERVED)[0]
                 else:
-                    _, _, _, spent, reserved, floor, _, _ = unpack(mm, off)
+                    spent, reserved, floor = _SRF.unpack_from(mm, off + _SPENT)
                     committed = (spent if spent >= floor else floor) + reserved
-                if amounts[n] > it.limit_n - committed:
-                    raise Refused(n, committed)
+                    if it.carries:
+                        limit += _Q.unpack_from(mm, off + _CARRY)[0]
+                if amounts[n] > limit - committed:
+                    raise Refused(n, committed, limit)
 
-    def _take(self, items: list[Any], amounts: list[int], offs: list[int], expires: int) -> list[int]:
+    def settle(self, handle: list[int], items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int, int]]:
+        out: list[tuple[int, int, int, int]] = []
         mm = self._mm
-        cursor, high, min_exp = _CURSORS.unpack_from(mm, 16)
-        pid = os.getpid()
-        held = [(offs[n], items[n].window_key, a) for n, a in enumerate(amounts) if a]
-        entries: list[int] = []
-        q_unpack, q_pack, i32, item_pack = _Q.unpack_from, _Q.pack_into, _I32.unpack_from, _ITEM.pack_into
-        for c in range(0, len(held), PER_ENTRY):
-            chunk = held[c : c + PER_ENTRY]
-            for _ in range(RESERVATIONS):
-                at = RES_AT + cursor * ENTRY_SIZE
-                if not i32(mm, at)[0]:
-                    break
-                cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
-            else:
-                for e in entries:  # give back what this call took: nothing reserved
-                    self._free(e)
-                raise LedgerFull(f"the budget ledger {self.name} holds {RESERVATIONS} reservations")
-            _RES.pack_into(mm, at, len(chunk), pid, expires)
-            at += _RES.size
-            for off, window, amount in chunk:
-                item_pack(mm, at, off, window, amount)
-                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] + amount)
-                at += _ITEM.size
-            entries.append(cursor)
-            if cursor >= high:
-                high = cursor + 1
-            cursor = cursor + 1 if cursor + 1 < RESERVATIONS else 0
-        _CURSORS.pack_into(mm, 16, cursor, high, min_exp if min_exp <= expires else expires)
-        return entries
-
-    def _free(self, e: int) -> bool:
-        """Free entry `e`; True when it still held money (not expired or swept)."""
-        mm = self._mm
-        at = RES_AT + e * ENTRY_SIZE
-        count = _I32.unpack_from(mm, at)[0]
-        if not count:
-            return False
-        _I32.pack_into(mm, at, 0)
-        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
-        at += _RES.size
-        for _ in range(count):
-            off, window, amount = _ITEM.unpack_from(mm, at)
-            # a slot that rolled into a new period had its reserved reset
-            if q_unpack(mm, off + _WINDOW)[0] == window or q_unpack(mm, off + _ROLLING)[0]:
-                q_pack(mm, off + _RESERVED, q_unpack(mm, off + _RESERVED)[0] - amount)
-            at += _ITEM.size
-        return True
-
-    def _sweep(self, now: int) -> bool:
-        """Free expired entries and those of dead processes; True when any money came back."""
-        mm = self._mm
-        cursor, high, min_exp = struct.unpack_from("<qqq", mm, 16)
-        check_dead = self._fd >= 0 and time.monotonic() - self._last_dead_check >= _DEAD_CHECK_S
-        if now < min_exp and not check_dead:
-            return False
-        if check_dead:
-            self._last_dead_check = time.monotonic()
-        alive: dict[int, bool] = {os.getpid(): True}
-        freed = False
-        new_min = _NEVER
-        for e in range(high):
-            count, pid, expires = _RES.unpack_from(mm, RES_AT + e * ENTRY_SIZE)
-            if not count:
-                continue
-            dead = False
-            if check_dead:
-                if pid not in alive:
-                    alive[pid] = pid_alive(pid)
-                dead = not alive[pid]
-            if expires <= now or dead:
-                freed = self._free(e) or freed
-            else:
-                new_min = min(new_min, expires)
-        struct.pack_into("<qqq", mm, 16, cursor, high, new_min)
-        return freed
-
-    def settle(self, handle: list[int], items: list[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
-        out: list[tuple[int, int, int]] = []
-        mm = self._mm
-        q_unpack, q_pack = _Q.unpack_from, _Q.pack_into
+        head, sr, q_unpack, q_pack = _HEADS.unpack_from, _SR.pack_into, _Q.unpack_from, _Q.pack_into
         self._lock()
         try:
-            for e in handle:
-                self._free(e)
+            held = self._unhold(handle)
             for n, it in enumerate(items):
-                off = self._slot(it, now)
+                off = it.off
+                if off >= 0:
+                    key, window, _, spent, reserved, floor, fired, _, _, carry = head(mm, off)
+                    if key != it.lkey or window != it.window_key:
+                        off = -1
+                if off < 0:
+                    off = self._slot(it, now)
+                    _, window, _, spent, reserved, floor, fired, _, _, carry = head(mm, off)
+                h = held.pop(off, None)
+                if h is not None and h[0] == window:
+                    reserved -= h[1]
                 cost = costs[n]
                 th = it.thresholds_n
                 if not it.rolling_ns:
-                    _, window, _, spent, _, floor, fired, _ = _SLOT.unpack_from(mm, off)
                     if cost and window == it.window_key:
                         spent += cost
-                        q_pack(mm, off + _SPENT, spent)
+                    sr(mm, off + _SPENT, spent, reserved)
                     if floor > spent:
                         spent = floor
                     before = fired
                 else:
+                    q_pack(mm, off + _RESERVED, reserved)
                     if cost:
                         self._add_spent(off, it.rolling_ns, cost, now)
                     spent = self._spent(off, it.rolling_ns, now)
@@ -341,12 +310,37 @@ class FileLedger:
                     while fired < len(th) and spent >= th[fired]:
                         fired += 1
                     q_pack(mm, off + _FIRED, fired)
-                out.append((spent, before, fired))
+                out.append((spent, before, fired, carry if it.carries else 0))
+            if held:  # slots of the call no longer the items' (reused since): still give back
+                self._give_back(held)
         finally:
             self._unlock()
         return out
 
-    def release(self, handle: list[int], items: list[Any], amounts: list[int]) -> None:
+    def carry(self, item: Any, now: int) -> int:
+        """The carry into the item's current period (0 without rollover)."""
+        if not item.carries:
+            return 0
+        self._lock()
+        try:
+            return int(_Q.unpack_from(self._mm, self._slot(item, now) + _CARRY)[0])
+        finally:
+            self._unlock()
+
+    def claim_forecast(self, item: Any, now: int) -> bool:
+        """True for the first caller in the item's period (any process): it alerts `forecast`."""
+        self._lock()
+        try:
+            off = self._slot(item, now)
+            mark = item.window_key + 1  # a period's key + 1: never 0 (the empty slot's value)
+            if _Q.unpack_from(self._mm, off + _FORECAST)[0] == mark:
+                return False
+            _Q.pack_into(self._mm, off + _FORECAST, mark)
+            return True
+        finally:
+            self._unlock()
+
+    def release(self, handle: list[int], items: Sequence[Any], amounts: list[int]) -> None:
         self._lock()
         try:
             for e in handle:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from .ledger import BUCKETS
@@ -150,6 +151,8 @@ _WEEK_MS = 7 * 86400 * 1000
 
 
 class RedisLedger:
+    carried: list[tuple[Any, int, int]] = []  # rollover needs the file ledger (the manager says so)
+
     def __init__(self, url: str) -> None:
         from .._internal import optional
 
@@ -191,7 +194,7 @@ class RedisLedger:
         calendar periods a week past their end; total forever (0); rolling set by settle."""
         return 0 if item.rolling_ns or item.hi >= 2**62 else max(item.hi - now, 0) // _MS + _WEEK_MS
 
-    def reserve(self, items: list[Any], amounts: list[int], now: int, expires: int) -> str:
+    def reserve(self, items: Sequence[Any], amounts: list[int], now: int, expires: int) -> str:
         rid = f"{self._me}-{os.getpid()}-{next(self._ids)}"
         keys: list[str] = []
         args: list[Any] = [now // _MS, expires // _MS, rid]
@@ -205,20 +208,27 @@ class RedisLedger:
             raise Refused(int(index) - 1, int(committed))
         return rid
 
-    def settle(self, handle: str, items: list[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int]]:
+    def settle(self, handle: str, items: Sequence[Any], amounts: list[int], costs: list[int], now: int) -> list[tuple[int, int, int, int]]:
         keys: list[str] = []
         args: list[Any] = [now // _MS, handle]
         for it, amount, cost in zip(items, amounts, costs, strict=True):
             keys.extend(self._keys(it))
             args.extend((amount, it.rolling_ns // _MS, self._expire_at(it, now), cost, len(it.thresholds_n), *it.thresholds_n))
         flat = [int(v) for v in self._settle(keys=keys, args=args)]
-        return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        return [(flat[i], flat[i + 1], flat[i + 2], 0) for i in range(0, len(flat), 3)]  # no rollover here
 
-    def release(self, handle: str, items: list[Any], amounts: list[int]) -> None:
+    def release(self, handle: str, items: Sequence[Any], amounts: list[int]) -> None:
         keys: list[str] = []
         for it in items:
             keys.extend(self._keys(it))
         self._release(keys=keys, args=[handle, *amounts])
+
+    def carry(self, item: Any, now: int) -> int:
+        return 0
+
+    def claim_forecast(self, item: Any, now: int) -> bool:
+        # the hash is per period: the first HSETNX in it wins, on every host
+        return bool(self._r.hsetnx(self._keys(item)[0], "forecast", 1))
 
     def set_floor(self, item: Any, n: int, now: int) -> None:
         self._floor(keys=[self._keys(item)[0]], args=[n, 1 if item.rolling_ns else 0, self._expire_at(item, now)])

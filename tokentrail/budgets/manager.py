@@ -25,22 +25,23 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from ..context import Attribution
-from ..errors import BudgetExceeded
-from ..errors import format_usd as usd
-from ..usage import Usage
+from ..errors import BudgetExceeded, ConfigError
 from . import snapshot
-from .alerts import BLOCK, UNPRICED, BudgetEvent, WebhookSender
+from .alerts import BudgetEvent, WebhookSender
+from .allowances import overage_of
 from .events import Events
-from .instances import C, Inst, Matcher, Reservation, dec, nanos
+from .figures import Figures
+from .host import Host
+from .instances import Inst, Matcher, Plan, Reservation, dec, nanos
 from .ledger import Refused, open_ledger, reservation_ns, slot_key
 from .ledger_file import LedgerFull
 from .model import CompiledBudget, compile_budget
 from .periods import CALENDAR, NS, ROLLING, Window, window
+from .rates import Rates
 from .refresh import Background
 
 __all__ = ["BudgetManager", "Reservation"]
@@ -50,10 +51,9 @@ logger = logging.getLogger("tokentrail.budgets")
 ZERO = Decimal(0)
 _MIN, _MAX = -(2**62), 2**62  # fit the ledger's int64
 _DAY_NS = 86400 * NS
-_OUT_PROBE = 65536  # output tokens used to measure a model's output price per token
-_MIN_BUCKET = 1024
 _TARGETS_CACHE_MAX = 8192
-_BLOCK_REALERT_NS = 3600 * NS  # rolling/total budgets have no period: re-alert a block hourly
+_NEVER = 2**63
+_ATTO_PER_NANO = 10**9
 DEFAULT_REFRESH_SECONDS = 30.0
 REFRESH_ENV = "TOKENTRAIL_BUDGET_REFRESH_SECONDS"
 
@@ -72,12 +72,12 @@ def _env_interval() -> float | None:
     return None
 
 
-class BudgetManager(Events, Background):
+class BudgetManager(Events, Figures, Background):
     """Enforces `settings.budgets` for one tokentrail runtime (built as `runtime.budgets`)."""
 
     def __init__(
         self,
-        rt: Any,
+        rt: Host,
         *,
         refresh_interval: float | None = None,
         initial_wait: float = 10.0,
@@ -89,6 +89,12 @@ class BudgetManager(Events, Background):
         self.settings = rt.settings
         self.budgets = list(self.settings.budgets)
         self.compiled = [compile_budget(i, b) for i, b in enumerate(self.budgets)]
+        by_name = {cb.budget.name: cb for cb in self.compiled}
+        self._pool_of: dict[int, CompiledBudget] = {}  # a member's index -> its pool
+        for cb in self.compiled:
+            if cb.budget.pool is not None:
+                pool = self._pool_of[cb.index] = by_name[cb.budget.pool]
+                cb.lend_n = pool.lend_limit_n or 0
         self.refresh_interval = float(
             refresh_interval
             or getattr(self.settings, "budget_refresh_seconds", None)
@@ -98,14 +104,22 @@ class BudgetManager(Events, Background):
         self.initial_wait = initial_wait
         self.lock_timeout = lock_timeout
         self._ledger = ledger if ledger is not None else open_ledger(self.settings)
+        for cb in self.compiled:
+            carries = "rollover" if cb.carry_cap_n is not None else "pool" if cb.budget.pool is not None else None
+            if carries and self._ledger.name.startswith("redis"):  # carries and repayments: the file ledger's
+                raise ConfigError(
+                    f"budgets[{cb.budget.name}].{carries}", "needs the machine's file ledger (not yet on Redis)",
+                    f"use budget_backend='file' for this budget, or remove {carries}",
+                )  # fmt: skip
         self._ttl = reservation_ns(self.settings)
         self._matcher = Matcher(self.compiled)
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._insts: dict[tuple[int, tuple[str, ...]], Inst] = {}
-        self._targets: dict[Attribution, tuple[Inst, ...]] = {}
-        self._rates: dict[tuple[str | None, str | None, int, int], tuple[Decimal, Decimal, Decimal] | None] = {}
+        self._targets: dict[Attribution, Plan] = {}
+        self._rates = Rates(rt.prices, _TARGETS_CACHE_MAX)
+        self._gen = 0  # bumped whenever an instance changes period (plans re-check theirs)
         self._store: dict[tuple[int, tuple[str, ...]], int] = {}
         self._store_windows: dict[int, int] = {}  # budget -> the window its store figures are for
         self._periods: dict[int, Window] = {}  # calendar budgets: the period last seen
@@ -150,53 +164,42 @@ class BudgetManager(Events, Background):
             inst = self._insts[(cb.index, key)] = Inst(cb, key, lkey, ROLLING.get(cb.budget.period, 0))
         return inst
 
-    def _match(self, a: Attribution) -> tuple[Inst, ...]:
-        """The instances a call with attribution `a` counts against (cached per attribution)."""
+    def _match(self, a: Attribution) -> Plan:
+        """The plan of a call with attribution `a`: the instances it counts against (cached)."""
         matched = self._matcher.match(a)
+        if self._pool_of:  # a member's call also counts against its pool, whatever the pool's scope
+            have = {cb.index for cb, _ in matched}
+            for cb, _ in list(matched):
+                pool = self._pool_of.get(cb.index)
+                if pool is not None and pool.index not in have:
+                    have.add(pool.index)
+                    matched.append((pool, ()))
+            matched.sort(key=lambda t: t[0].index)
         with self._lock:
-            out = tuple(self._inst(cb, key) for cb, key in matched)
+            plan = Plan(tuple(self._inst(cb, key) for cb, key in matched))
             if len(self._targets) >= _TARGETS_CACHE_MAX:
                 self._targets = {}
-            self._targets[a] = out
-        return out
-
-    def _price(self, model: str | None, provider: str | None, now: int, prompt_tokens: int) -> tuple[Decimal, Decimal, Decimal] | None:
-        """(per call, per input token, per output token) of a model on the call's UTC day, or
-        None when it has no price. Measured at the power of two above the prompt size, so a
-        tiered price (a cliff on input size) comes out at the tier the call can reach."""
-        bucket = _MIN_BUCKET if prompt_tokens <= _MIN_BUCKET else 1 << (prompt_tokens - 1).bit_length()
-        k = (model, provider, now // _DAY_NS, bucket)
-        try:
-            return self._rates[k]
-        except KeyError:
-            pass
-        rates: tuple[Decimal, Decimal, Decimal] | None = None
-        if model:
-            when = datetime.fromtimestamp(now / NS, tz=timezone.utc)
-            prices = self._rt.prices
-            base = prices.cost(Usage(), model, provider, when).total_usd
-            inp = prices.cost(Usage(input_tokens=bucket), model, provider, when).total_usd
-            both = prices.cost(Usage(input_tokens=bucket, output_tokens=_OUT_PROBE), model, provider, when).total_usd
-            if base is not None and inp is not None and both is not None:
-                rates = (base, C.divide(C.subtract(inp, base), bucket), C.divide(C.subtract(both, inp), _OUT_PROBE))
-        if len(self._rates) >= _TARGETS_CACHE_MAX:
-            self._rates = {}
-        self._rates[k] = rates  # a race prices it twice, harmlessly
-        return rates
+            self._targets[a] = plan
+        return plan
 
     def _roll(self, inst: Inst, now: int) -> int | None:
         """Bring an instance into the period containing `now`; returns the store's floor for
         it when one is known (the caller gives it to the ledger, outside the lock)."""
         cb = inst.cb
         period = cb.budget.period
+        if inst.hi:  # it had a period (a new instance is in no checked plan yet)
+            self._gen += 1  # every plan re-checks its instances' periods
         if period in CALENDAR:
             w = self._periods.get(cb.index)
             if w is None or not w.start_ns <= now < (w.end_ns or _MAX):
                 w = window(period, cb.budget.timezone, now)
                 self._note_period(cb, w, now)
             inst.lo, inst.hi, inst.window_key = w.start_ns, w.end_ns or _MAX, w.key
+            inst.forecast_from = inst.lo + min((inst.hi - inst.lo) // 10, _DAY_NS)
         else:
             inst.lo, inst.hi, inst.window_key = _MIN, _MAX, 0
+            inst.forecast_from = _NEVER
+        inst.off = -1
         inst.spent_n = 0
         inst.unpriced_models = set()
         inst.block_alerted_at = None
@@ -220,26 +223,71 @@ class BudgetManager(Events, Background):
         model's price. Returns None when no budget applies."""
         if not self._ready:
             self._wait_ready()
-        insts = self._targets.get(attribution)
-        if insts is None:
-            insts = self._match(attribution)
+        plan = self._targets.get(attribution)
+        if plan is None:
+            plan = self._match(attribution)
+        insts = plan.insts
         if not insts:
             return None
         now = self._rt.now_ns()
         prompt_tokens = max(int(prompt_tokens or 0), 0)
-        rates = self._price(model, provider, now, prompt_tokens)
-        given_cap = max_output_tokens if max_output_tokens and max_output_tokens > 0 else None
-        worst_by_cap: dict[int, int] = {}
+        rates = self._rates.get(model, provider, now, prompt_tokens)
+        if rates is None or not (plan.lo <= now < plan.hi and plan.gen == self._gen):
+            rates_ok = self._prepare(plan, rates, model, now)
+            if not rates_ok:
+                return Reservation(insts, [0] * len(insts), plan.los, plan.gen, None, None, now, model)
+        assert rates is not None
+        fixed, per_in, per_out = rates
+        base = fixed + per_in * prompt_tokens
+        if max_output_tokens and max_output_tokens > 0:
+            worst = -(-(base + per_out * max_output_tokens) // _ATTO_PER_NANO)
+            amounts = [worst] * len(insts)
+        elif plan.uniform:
+            worst = -(-(base + per_out * plan.caps[0]) // _ATTO_PER_NANO)
+            amounts = [worst] * len(insts)
+        else:
+            amounts = [-(-(base + per_out * cap) // _ATTO_PER_NANO) for cap in plan.caps]
+            worst = max(amounts)
+        los, gen = plan.los, plan.gen
+        try:
+            handle = self._ledger.reserve(insts, amounts, now, now + self._ttl)
+        except LedgerFull as e:
+            # never break the user's program: the call goes through uncounted, said loudly
+            logger.error("tokentrail: %s; this call is not counted against its budgets", e)
+            return Reservation(insts, [0] * len(insts), los, gen, None, None, now, model)
+        except Refused as r:
+            if self._ledger.carried:
+                self._record_carries(now)
+            inst = insts[r.index]
+            if inst.cb.allowance_n is not None and inst.cb.budget.overage != "warn":
+                raise self._past_allowance(inst, amounts[r.index], r, model, now) from None
+            with self._lock:
+                self._queue_block(inst, amounts[r.index], r.committed, model, now)
+            raise BudgetExceeded(
+                inst.cb.budget.name,
+                scope_value=inst.scope_value or None,
+                spent_usd=dec(r.committed),
+                limit_usd=inst.cb.limit,
+                estimated_cost_usd=dec(amounts[r.index]),
+                model=model,
+            ) from None
+        if self._ledger.carried:
+            self._record_carries(now)
+        return Reservation(insts, amounts, los, gen, handle, worst, now, model)
+
+    def _prepare(self, plan: Plan, rates: tuple[int, int, int] | None, model: str | None, now: int) -> bool:
+        """The slow side of reserve: bring the plan's instances into the period of `now`, and
+        handle a model without a price (raise for unpriced='block', else an event). True when
+        the call is priced."""
         floors: list[tuple[Inst, int]] = []
-        amounts: list[int] = []
         with self._lock:
-            for inst in insts:
+            for inst in plan.insts:
                 if not inst.lo <= now < inst.hi:
                     floor = self._roll(inst, now)
                     if floor:
                         floors.append((inst, floor))
-                cb = inst.cb
                 if rates is None:
+                    cb = inst.cb
                     if cb.unpriced_block:
                         self._queue_unpriced(inst, model, now, blocked=True)
                         raise BudgetExceeded(
@@ -252,41 +300,12 @@ class BudgetManager(Events, Background):
                         )
                     if (model or "") not in inst.unpriced_models:
                         self._queue_unpriced(inst, model, now, blocked=False)
-                    continue
-                cap = given_cap or cb.max_output_tokens
-                worst = worst_by_cap.get(cap, -1)
-                if worst < 0:
-                    fixed, per_in, per_out = rates
-                    exact = C.add(C.add(fixed, C.multiply(per_in, prompt_tokens)), C.multiply(per_out, cap))
-                    worst = worst_by_cap[cap] = nanos(exact, ceiling=True)
-                amounts.append(worst)
-            los = [inst.lo for inst in insts]
+            plan.validate(self._gen)
         for inst, floor in floors:
             self._ledger.set_floor(inst, floor, now)
-        if rates is None:
-            return Reservation([(inst, 0, lo) for inst, lo in zip(insts, los, strict=True)], None, None, now, model)
-        items = list(insts)
-        try:
-            handle = self._ledger.reserve(items, amounts, now, now + self._ttl)
-        except LedgerFull as e:
-            # never break the user's program: the call goes through uncounted, said loudly
-            logger.error("tokentrail: %s; this call is not counted against its budgets", e)
-            return Reservation([(inst, 0, lo) for inst, lo in zip(insts, los, strict=True)], None, None, now, model)
-        except Refused as r:
-            inst = items[r.index]
-            with self._lock:
-                inst.spent_n = max(inst.spent_n, 0)
-                self._queue_block(inst, amounts[r.index], r.committed, model, now)
-            raise BudgetExceeded(
-                inst.cb.budget.name,
-                scope_value=inst.scope_value or None,
-                spent_usd=dec(r.committed),
-                limit_usd=inst.cb.limit,
-                estimated_cost_usd=dec(amounts[r.index]),
-                model=model,
-            ) from None
-        triples = [(inst, amount, lo) for inst, amount, lo in zip(items, amounts, los, strict=True)]
-        return Reservation(triples, handle, dec(max(amounts)), now, model)
+        if self._ledger.carried:
+            self._record_carries(now)
+        return rates is not None
 
     def settle(self, reservation: Reservation, cost: Any) -> None:
         """The call finished: its reservation becomes its real cost (a `pricing.Cost`, or a
@@ -299,18 +318,39 @@ class BudgetManager(Events, Background):
             reservation.done = True
         if reservation.handle is None:
             return  # unpriced: nothing reserved, nothing known to count
-        items = [inst for inst, _, _ in reservation.items]
-        reserved = [r for _, r, _ in reservation.items]
-        # a period that ended meanwhile keeps the spend: the new one starts without it
-        costs = [amount if inst.lo == lo else 0 for inst, _, lo in reservation.items]
-        results = self._ledger.settle(reservation.handle, items, reserved, costs, reservation.at_ns)
-        with self._lock:
-            for inst, (spent, before, after) in zip(items, results, strict=True):
-                inst.spent_n = spent
-                if after > before:
-                    self._fire_thresholds(inst, before, after, reservation.at_ns)
-                if not inst.forecast_alerted and inst.hi < _MAX:
-                    self._check_forecast(inst, reservation.at_ns)
+        insts, at = reservation.insts, reservation.at_ns
+        if reservation.gen == self._gen:
+            costs = [amount] * len(insts)
+        else:  # a period that ended meanwhile keeps the spend: the new one starts without it
+            costs = [amount if inst.lo == lo else 0 for inst, lo in zip(insts, reservation.los, strict=True)]
+        results = self._ledger.settle(reservation.handle, insts, reservation.amounts, costs, at)
+        if self._ledger.carried:
+            self._record_carries(at)
+        forecasts: list[Inst] = []
+        for inst, cost_n, (spent, before, after, carry) in zip(insts, costs, results, strict=True):
+            inst.spent_n = spent
+            if inst.allowance_n is not None and cost_n:
+                over = overage_of(inst.allowance_n + carry, spent, cost_n)
+                if over:
+                    with self._lock:
+                        self._queue_overage(inst, over, spent, cost_n, carry, reservation.model, at)
+            elif inst.loan_base_n is not None and cost_n:
+                loan = overage_of(inst.loan_base_n + carry, spent, cost_n)
+                if loan:
+                    with self._lock:
+                        self._queue_loan(inst, self._pool_of[inst.cb.index], loan, spent, carry, reservation.model, at)
+            if after > before:
+                with self._lock:
+                    self._fire_thresholds(inst, before, after, at)
+            # a forecast: a calendar budget whose spend at the period's rate so far reaches the
+            # limit before the period ends; not before forecast_from (a tenth of the period, at
+            # most a day: a first call's rate is no trend; never for the other periods)
+            if inst.forecast_from <= at and not inst.forecast_alerted:
+                limit = inst.limit_n
+                if 0 < spent < limit and spent * (inst.hi - inst.lo) >= limit * (at - inst.lo):
+                    forecasts.append(inst)
+        for inst in forecasts:
+            self._claim_forecast(inst, at)
 
     def release(self, reservation: Reservation) -> None:
         """The call failed before any usage was known: give its reservation back."""
@@ -319,7 +359,7 @@ class BudgetManager(Events, Background):
                 return
             reservation.done = True
         if reservation.handle is not None:
-            self._ledger.release(reservation.handle, [i for i, _, _ in reservation.items], [r for _, r, _ in reservation.items])
+            self._ledger.release(reservation.handle, reservation.insts, reservation.amounts)
 
     @contextmanager
     def reserved(self, attribution: Attribution, **kw: Any) -> Iterator[Reservation | None]:
@@ -332,72 +372,6 @@ class BudgetManager(Events, Background):
             if r is not None:
                 self.release(r)
             raise
-
-    # -- figures -----------------------------------------------------------------------------------
-
-    def _named(self, budget: str, scope_value: str) -> Inst:
-        cb = self._compiled_named(budget)
-        key = tuple(scope_value.split("/")) if cb.star and scope_value else ()
-        now = self._rt.now_ns()
-        with self._lock:
-            inst = self._inst(cb, key)
-            floor = self._roll(inst, now) if not inst.lo <= now < inst.hi else None
-        if floor:
-            self._ledger.set_floor(inst, floor, now)
-        return inst
-
-    def spent(self, budget: str, scope_value: str = "") -> Decimal:
-        """A budget's spend in its current period as the ledger holds it (every process's
-        settled calls, or the store's figure when that is more), reservations excluded."""
-        inst = self._named(budget, scope_value)
-        spent, _ = self._ledger.figures(inst, self._rt.now_ns())
-        return dec(spent)
-
-    def reserved_usd(self, budget: str, scope_value: str = "") -> Decimal:
-        """Worst cases of the calls in flight for a budget, in every process on the ledger."""
-        inst = self._named(budget, scope_value)
-        _, reserved = self._ledger.figures(inst, self._rt.now_ns())
-        return dec(reserved) if reserved else ZERO
-
-    def _compiled_named(self, budget: str) -> CompiledBudget:
-        for cb in self.compiled:
-            if cb.budget.name == budget:
-                return cb
-        raise KeyError(budget)
-
-    # -- events on the call path ---------------------------------------------------------------
-
-    def _queue_block(self, inst: Inst, amount_n: int, committed_n: int, model: str | None, now: int) -> None:
-        # every refusal is a row; alerts: once per period (hourly for rolling/total budgets)
-        cb = inst.cb
-        last = inst.block_alerted_at
-        alert = last is None or (cb.budget.period not in CALENDAR and now - last >= _BLOCK_REALERT_NS)
-        if alert:
-            inst.block_alerted_at = now
-        amount, committed = dec(amount_n), dec(committed_n)
-        self._event(
-            inst,
-            BLOCK,
-            now,
-            estimated=amount,
-            spent=committed,
-            model=model,
-            message=f"budget {self._label(inst)} blocked a call to {model or 'an unknown model'} "
-            f"(up to ${usd(amount)}): ${usd(committed)} of ${usd(cb.limit)} committed this {cb.budget.period}",
-            alert=alert,
-        )
-
-    def _queue_unpriced(self, inst: Inst, model: str | None, now: int, *, blocked: bool) -> None:
-        inst.unpriced_models.add(model or "")
-        what = "refused (unpriced='block')" if blocked else "let through uncounted"
-        self._event(
-            inst,
-            UNPRICED,
-            now,
-            model=model,
-            message=f"budget {self._label(inst)}: model {model or '(unknown)'!r} has no price; the call was "
-            f"{what}; add a price override to count it",
-        )
 
     def deliver(self) -> int:
         """Deliver queued events now: the public form of what the thread does, for a manager

@@ -51,6 +51,13 @@ _TOML_KEYS = (
     "max_output_tokens",
     "webhook_url",
     "currency",
+    "rollover",
+    "allowance_usd",
+    "overage",
+    "overage_rate",
+    "downgrade_to",
+    "pool",
+    "lend_limit_usd",
 )
 # Budgets set in another currency (issue 14, the currency hook): `[[budgets]] limit = 900` with
 # `currency = "EUR"` (`limit` only beside `currency`) is converted to limit_usd when parsed, by the `to_usd(amount, code, where)`
@@ -143,6 +150,14 @@ class Budget:
             DEFAULT_MAX_OUTPUT_TOKENS = 4096).
         webhook_url: where this budget's alerts are POSTed (else configure's webhook_url).
         on_alert: called with each `BudgetEvent` of this budget, off the call path.
+        rollover: {"periods": n} and/or {"max_usd": x}: unused spend carries into the next
+            calendar period, capped (allowances.py).
+        allowance_usd: included amount per scope value and period; past it `overage`: "warn"
+            (let through, each call's overage a row, priced at `overage_rate` x the cost),
+            "block" or "downgrade" (refused with AllowanceExceeded; `downgrade_to` names the
+            model to use instead).
+        pool: the name of a pool budget this one may borrow from past its limit.
+        lend_limit_usd: makes this budget a pool: what each member may owe it per period.
     """
 
     name: str
@@ -158,6 +173,13 @@ class Budget:
     on_alert: Callable[[BudgetEvent], Any] | None = field(default=None, repr=False)
     currency: str = "USD"  # the currency the limit was set in (converted: limit_usd is USD)
     amount: Decimal | None = None  # the limit as set in `currency`
+    rollover: Mapping[str, Any] | None = None
+    allowance_usd: Decimal | int | float | str | None = None
+    overage: str = "warn"
+    overage_rate: Decimal | int | float | str = 1
+    downgrade_to: str | None = None
+    pool: str | None = None
+    lend_limit_usd: Decimal | int | float | str | None = None
 
     def __post_init__(self) -> None:
         name = self.name
@@ -171,6 +193,7 @@ class Budget:
             raise ConfigError(_where(name, "period"), f"{self.period!r} is not a period", f"use one of {', '.join(PERIODS)}")
         set_(self, "scope", _scope(self.scope, name))
         set_(self, "warn_at", _warn_at(self.warn_at, name))
+        # pools and allowances: allowances.check_allowance, below
         if self.action not in ACTIONS:
             raise ConfigError(_where(name, "action"), f"{self.action!r} is not an action", "use 'block' or 'warn'")
         if self.unpriced not in UNPRICED:
@@ -190,12 +213,21 @@ class Budget:
             raise ConfigError(_where(name, "webhook_url"), f"{hook!r} is not an http(s) URL", "give the full URL, e.g. https://hooks.example.com/x")
         if self.on_alert is not None and not callable(self.on_alert):
             raise ConfigError(_where(name, "on_alert"), "is not callable", "pass a function taking a BudgetEvent")
+        from .allowances import check_allowance
+
+        check_allowance(self, _where, _limit)
 
     @property
     def limit(self) -> Decimal:
         """`limit_usd` as the Decimal it always is after validation."""
         assert isinstance(self.limit_usd, Decimal)
         return self.limit_usd
+
+    @property
+    def allowance(self) -> Decimal:
+        """`allowance_usd` as a Decimal (the limit when the budget has no allowance)."""
+        a = self.allowance_usd
+        return a if isinstance(a, Decimal) else self.limit
 
     @property
     def per_value(self) -> bool:
@@ -250,6 +282,9 @@ def coerce_budgets(value: Iterable[Any], to_usd: ToUsd | None = None) -> list[Bu
             raise ConfigError(f"budgets[{b.name}]", "is defined twice", "give each budget a unique name")
         seen.add(b.name)
         out.append(b)
+    from .allowances import check_pools
+
+    check_pools(out)
     return out
 
 
@@ -274,6 +309,11 @@ class CompiledBudget:
     # the limit and the threshold amounts in nano-dollars (the manager's integer money)
     limit_n: int = 0
     thresholds_n: tuple[int, ...] = ()
+    # allowances (allowances.py): the included amount, the rollover cap, nano-dollars
+    allowance_n: int | None = None
+    carry_cap_n: int | None = None
+    lend_limit_n: int | None = None  # a pool: what each member may owe it
+    lend_n: int = 0  # a pool's member: what it may borrow beyond its limit (the manager links it)
 
     def keys(self, a: Attribution) -> list[tuple[str, ...]]:
         for f, v in self.fixed:
@@ -324,4 +364,19 @@ def compile_budget(index: int, b: Budget, default_cap: int = DEFAULT_MAX_OUTPUT_
         # a threshold fires once spend reaches it: round its amount up to a whole nano-dollar
         limit_n=int((limit * nano).to_integral_value(rounding=ROUND_FLOOR)),
         thresholds_n=tuple(int((amount * nano).to_integral_value(rounding=ROUND_CEILING)) for _, amount in thresholds),
+        allowance_n=None if b.allowance_usd is None else int((b.allowance * nano).to_integral_value(rounding=ROUND_FLOOR)),
+        carry_cap_n=_carry_cap(b, limit),
+        lend_limit_n=None if b.lend_limit_usd is None else int((cast(Decimal, b.lend_limit_usd) * nano).to_integral_value(rounding=ROUND_FLOOR)),
     )
+
+
+def _carry_cap(b: Budget, limit: Decimal) -> int | None:
+    if not b.rollover:
+        return None
+    included = b.allowance if b.allowance_usd is not None else limit
+    caps = []
+    if "periods" in b.rollover:
+        caps.append(included * int(b.rollover["periods"]))
+    if "max_usd" in b.rollover:
+        caps.append(Decimal(b.rollover["max_usd"]))
+    return int((min(caps) * Decimal("1e9")).to_integral_value(rounding=ROUND_FLOOR))

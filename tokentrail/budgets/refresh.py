@@ -22,6 +22,7 @@ from typing import Any
 
 from . import snapshot
 from .alerts import WebhookSender
+from .host import Host, suppressed
 from .instances import Inst, nanos
 from .model import CompiledBudget
 from .periods import window
@@ -45,7 +46,7 @@ class Background:
     refresh_interval: float
     refreshes: int
     last_refresh_ns: int | None
-    _rt: Any
+    _rt: Host
     _ledger: Any
     _lock: threading.Lock
     _insts: dict[tuple[int, tuple[str, ...]], Inst]
@@ -162,8 +163,9 @@ class Background:
 
     def refresh(self) -> bool:
         """Read every budget's spend from the store now and give it to the ledger as each
-        instance's floor (spend the ledger may not have seen); True when it worked."""
-        with self._refresh_lock:
+        instance's floor (spend the ledger may not have seen); True when it worked. Under
+        suppress-instrumentation: a user's HTTP / database instrumentation records none of it."""
+        with self._refresh_lock, suppressed():
             try:
                 self._rt.provider.force_flush(int(self.lock_timeout * 1000))
                 now = self._rt.now_ns()

@@ -15,9 +15,10 @@ from typing import Any, cast
 
 from .. import clock
 from ..errors import format_usd as fmt_usd
+from ..queries.budgets import burndown_rows
 from .model import Budget, CompiledBudget, coerce_budgets, compile_budget, scope_value
 from .periods import CALENDAR, NS, Window, length_ns, window
-from .spend import Spend, _lit, as_store, fetch_spend, window_facts
+from .spend import Spend, as_store, fetch_spend, scope_of
 
 __all__ = ["BudgetStatus", "burndown", "fmt_usd", "recent_events", "status"]
 
@@ -142,13 +143,6 @@ def status(store: Any, settings: Any, now: datetime | int | None = None) -> list
     return out
 
 
-def _key_conds(cb: CompiledBudget, value: str) -> list[str]:
-    if not cb.star or value in ("", "*"):
-        return []
-    parts = value.split("/") if len(cb.star) > 1 else [value]
-    return [f"has(tags, {_lit(v)})" if f == "tags" else f"{f} = {_lit(v)}" for f, v in zip(cb.star, parts, strict=False)]
-
-
 def burndown(
     store: Any, settings: Any, budget: str, scope_value: str = "", now: datetime | int | None = None
 ) -> list[tuple[datetime, Decimal]]:
@@ -161,15 +155,12 @@ def burndown(
     if cb is None:
         raise KeyError(budget)
     w = window(cb.budget.period, cb.budget.timezone, now_ns)
-    tz = _lit(cb.budget.timezone)
     if cb.budget.period in ("day", "24h"):
-        unit, grain = "toStartOfHour(timestamp)", 3600
+        tz, grain = None, 3600
     else:  # days in the budget's zone: a rollup's hours or days fall inside them when its offsets allow
-        unit, grain = f"toStartOfDay(timestamp, {tz})", _grain_in(cb.budget.timezone, w, now_ns)
-    src = window_facts(store, cb, w, grain=grain, extra=" AND ".join(_key_conds(cb, scope_value)))
-    rows = as_store(store).client.query(
-        f"SELECT toUnixTimestamp({unit}) AS t, sum(cost_usd) FROM {src.sql} GROUP BY t ORDER BY t", parameters=src.params
-    ).result_rows
+        tz, grain = cb.budget.timezone, _grain_in(cb.budget.timezone, w, now_ns)
+    values = [] if not cb.star or scope_value in ("", "*") else (scope_value.split("/") if len(cb.star) > 1 else [scope_value])
+    rows = burndown_rows(as_store(store), scope_of(cb, w), values=values, tz=tz, grain=grain)
     out: list[tuple[datetime, Decimal]] = []
     total = Decimal(0)
     for t, s in rows:
@@ -196,16 +187,9 @@ def _grain_in(tz: str, w: Window, now_ns: int) -> int:
 
 def recent_events(store: Any, *, budget: str | None = None, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
     """The latest rows of the store's `budget_events`, newest first, as dicts."""
-    conds = ["1"]
-    if budget is not None:
-        conds.append(f"budget = {_lit(budget)}")
-    if since is not None:
-        conds.append(f"timestamp >= fromUnixTimestamp64Micro(toInt64({_now_ns(since) // 1000}), 'UTC')")
-    res = as_store(store).client.query(
-        f"SELECT * FROM {as_store(store).table('budget_events')} WHERE {' AND '.join(conds)} "
-        f"ORDER BY timestamp DESC LIMIT {int(limit)}"
-    )
-    return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
+    from ..queries.budgets import budget_events
+
+    return budget_events(as_store(store), budget=budget, since=since, limit=limit)
 
 
 def status_rows(statuses: Sequence[BudgetStatus]) -> list[dict[str, Any]]:
