@@ -20,7 +20,7 @@ import pytest
 from redisserver import redis_server
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime
+from tokentrail import Budget, BudgetExceeded, testing
 from tokentrail.context import Attribution
 
 NS = 1_000_000_000
@@ -122,7 +122,7 @@ def _ledger_after(home: Path, backend: str) -> tuple[Decimal, Decimal]:
         return rt.budgets.spent("hard"), rt.budgets.reserved_usd("hard")
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_four_processes_four_threads_file_ledger(tt_home: Path, tmp_path: Path) -> None:
@@ -233,7 +233,7 @@ def test_sigkilled_process_releases_its_reservation_file_ledger(tt_home: Path, t
         assert rt.budgets.reserved_usd("hard") == 0
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 def test_sigkilled_process_releases_its_reservation_redis_at_expiry(tt_home: Path, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,7 +258,7 @@ def test_sigkilled_process_releases_its_reservation_redis_at_expiry(tt_home: Pat
         assert not _try(rt)
     finally:
         rt.shutdown()
-        runtime._default = None
+        testing.reset()
 
 
 FORECAST_WORKER = textwrap.dedent(

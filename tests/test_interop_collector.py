@@ -18,7 +18,7 @@ import pytest
 from clocks import DEFAULT_NOW
 
 import tokentrail
-from tokentrail import cli, runtime
+from tokentrail import cli, testing
 from tokentrail.store import open_store
 from tokentrail.usage import Usage
 
@@ -88,7 +88,7 @@ def server(tt_home: Any, ch_url: str, monkeypatch: pytest.MonkeyPatch, clock: An
         for view in ("otel_traces_to_spans",):
             store.client.command(f"DROP VIEW IF EXISTS {store.database}.{view}")
     rt.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def _insert(store: Any, rows: list[list[Any]]) -> None:

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otlp_receiver import OtlpReceiver, langfuse_cost, langfuse_usage
 
 import tokentrail
-from tokentrail import runtime
 from tokentrail import semconv as sc
+from tokentrail import testing
 from tokentrail.errors import ConfigError
 from tokentrail.exporters.otlp import traces_endpoint
 
@@ -29,9 +29,7 @@ def _call(srv: Any, **kw: Any) -> None:
 @pytest.fixture
 def done() -> Any:
     yield
-    if runtime._default is not None:
-        runtime._default.shutdown()
-    runtime._default = None
+    testing.reset()
 
 
 def test_langfuse_reads_usage_and_cost_over_otlp(tt_home: Any, done: Any) -> None:
