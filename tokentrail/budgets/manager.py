@@ -95,12 +95,7 @@ class BudgetManager(Events, Figures, Background):
             if cb.budget.pool is not None:
                 pool = self._pool_of[cb.index] = by_name[cb.budget.pool]
                 cb.lend_n = pool.lend_limit_n or 0
-        self.refresh_interval = float(
-            refresh_interval
-            or getattr(self.settings, "budget_refresh_seconds", None)
-            or _env_interval()
-            or DEFAULT_REFRESH_SECONDS
-        )
+        self.refresh_interval = float(refresh_interval or _env_interval() or DEFAULT_REFRESH_SECONDS)
         self.initial_wait = initial_wait
         self.lock_timeout = lock_timeout
         self._ledger = ledger if ledger is not None else open_ledger(self.settings)
