@@ -214,7 +214,7 @@ class WebhookSender:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (user's URL)
                 resp.read()
             self.sent += 1
-        except Exception as e:
+        except Exception as e:  # the user's endpoint: counted and logged, never reaches a call
             self.failed += 1
             logger.warning("tokentrail: budget webhook %s failed: %s", url, e)
 

@@ -115,7 +115,7 @@ class FileLedger(Entries):
         if self._fd >= 0:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
-            except BaseException:
+            except BaseException:  # unlock the thread lock, then re-raise
                 self._tlock.release()
                 raise
 

@@ -363,7 +363,7 @@ class BudgetManager(Events, Figures, Background):
         r = self.reserve(attribution, **kw)
         try:
             yield r
-        except BaseException:
+        except BaseException:  # release, then re-raise the caller's own error
             if r is not None:
                 self.release(r)
             raise

@@ -172,7 +172,7 @@ class Background:
                 items = [(cb, window(cb.budget.period, cb.budget.timezone, now)) for cb in self.compiled]
                 with self._client() as client:
                     spend = fetch_spend(client, items)
-            except Exception as e:
+            except Exception as e:  # a store down or refusing: enforce with the ledger, said once
                 log = logger.debug if self._refresh_failed else logger.warning
                 log("tokentrail: budget refresh failed (%s); enforcing with the ledger alone until it works", e)
                 self._refresh_failed = True

@@ -31,7 +31,7 @@ def _clickhouse_problem(e: BaseException, args: argparse.Namespace) -> str:
 
     try:
         settings = common.settings(args)
-    except Exception:
+    except Exception:  # the settings are what failed: word the error with the defaults
         from ..config import Settings
 
         settings = Settings()
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err(f"{args.command}: interrupted")
         return 130
-    except Exception as e:
+    except Exception as e:  # the command's last resort: one line naming the fix, not a traceback
         from clickhouse_connect.driver.exceptions import ClickHouseError
 
         if isinstance(e, ClickHouseError):

@@ -47,7 +47,7 @@ def with_store(s: Settings, fn: Callable[..., T], *args: Any, **kwargs: Any) -> 
         raise StoreUnavailable(str(e)) from None
     except (OSError, TimeoutError) as e:
         raise StoreUnavailable(f"tokentrail: cannot read the store ({e})") from None
-    except Exception as e:
+    except Exception as e:  # clickhouse-connect's errors: a page says why, re-raised otherwise
         # clickhouse-connect raises its own errors for an unreachable or failing server
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 

@@ -282,7 +282,7 @@ def run(
         stats.by_feature[feature] = stats.by_feature.get(feature, 0) + 1
         try:
             _run_request(pipelines, feature, rng, clock)
-        except Exception:
+        except Exception:  # the demo's simulated failures: the spans record them
             # provider errors, tool errors, malformed output: the spans record them
             stats.failed_requests += 1
         if progress is not None:

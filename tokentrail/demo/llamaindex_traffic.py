@@ -392,8 +392,8 @@ def run(n_calls: int, rng: random.Random, clock: DemoClock) -> int:
             clock.at_progress(sim.model_calls / n_calls)
             try:
                 _request(p, rng.choices(features, weights=weights)[0], rng, clock)
-            except Exception:
-                pass  # provider errors: the spans say so
+            except Exception:  # provider errors: the spans say so
+                pass
         return sim.model_calls
     finally:
         handle.uninstrument()

@@ -57,7 +57,7 @@ class CountingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self.inner.export(spans)
-        except Exception:
+        except Exception:  # an exporter returns FAILURE, never raises (counted below)
             logger.exception("tokentrail: OTLP export to %s raised", self.endpoint)
             result = SpanExportResult.FAILURE
         with self._lock:

@@ -276,7 +276,7 @@ class _Node:
         except BaseException:  # undo the half-made migration, then re-raise
             try:
                 self._undo(m)
-            except Exception:
+            except Exception:  # the first error is the one to raise; this one is logged
                 logger.exception("tokentrail: could not undo a failed rollup build in %s", self.db)
             raise
         self.record(m)  # before the snapshot goes: a process that then creates one sees it built
