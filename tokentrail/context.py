@@ -81,32 +81,6 @@ def _coerce(values: Mapping[str, Any]) -> Attribution:
     return Attribution(**kw)
 
 
-def from_langchain(metadata: Mapping[str, Any] | None, tags: Iterable[str] | None) -> Attribution:
-    """Attribution carried on a LangChain run: metadata keys named like the fields, and tags."""
-    kw: dict[str, Any] = {}
-    if metadata:
-        for name in FIELDS:
-            if name == "tags":
-                continue
-            v = metadata.get(name) or metadata.get(f"tokentrail_{name}")
-            if v:
-                kw[name] = str(v)
-        # LangChain / Langfuse conventions for the same ideas
-        if "user_id" not in kw and metadata.get("langfuse_user_id"):
-            kw["user_id"] = str(metadata["langfuse_user_id"])
-        if "session_id" not in kw:
-            for key in ("langfuse_session_id", "thread_id", "conversation_id"):
-                if metadata.get(key):
-                    kw["session_id"] = str(metadata[key])
-                    break
-    if tags:
-        # LangChain adds its own "seq:step:N" tags to runs in a sequence: not the user's.
-        user_tags = tuple(t for t in tags if not t.startswith("seq:step:"))
-        if user_tags:
-            kw["tags"] = user_tags
-    return Attribution(**kw) if kw else EMPTY
-
-
 def current() -> Attribution:
     return _current.get()
 

@@ -72,3 +72,7 @@ SERVICE_TIER = "tokentrail.service_tier"  # as the response reports it: flex, pr
 COST_FEES_USD = "tokentrail.cost.fees_usd"  # per-request and per-search fees, part of cost.usd
 PRICE_ID = "tokentrail.price.id"  # the row of tokentrail.prices that priced the call
 PRICE_VERSION = "tokentrail.price.version"  # e.g. "genai-prices 0.2.3"
+
+# tool calls (OTel GenAI), recorded only with capture_content=True
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
