@@ -13,7 +13,14 @@ from genai_prices import calc_price
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI, OpenAI, OpenAIEmbeddings
-from mock_providers import LoopbackServer, Reply, anthropic_server, anthropic_stream_events, openai_error, openai_server
+from mock_providers import (
+    LoopbackServer,
+    Reply,
+    anthropic_server,
+    anthropic_stream_events,
+    openai_error,
+    openai_server,
+)
 from opentelemetry.trace import StatusCode
 
 import tokentrail

@@ -29,7 +29,7 @@ from otel_helpers import span_id as hex_id
 import tokentrail
 from tokentrail import Budget, BudgetExceeded, runtime, testing
 from tokentrail.instrumentation import llamaindex as li_mod
-from tokentrail.instrumentation.llamaindex import _usage
+from tokentrail.instrumentation.llamaindex import readers as _usage
 
 GPT4O_COST = Decimal("0.002875")
 

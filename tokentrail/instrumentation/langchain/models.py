@@ -191,15 +191,19 @@ class ModelCallbacks(RunBook):
         assert call is not None and run.span is not None
         if call.done:
             return
-        response_model = extract.response_model(response) if response is not None else None
         fees = anthropic_stream.take(call.span)
-        if response is not None and error is None and extract.is_cache_hit(response):
-            self._cache_hit(call, response, response_model)
-        else:
-            usage = self._usage(run, response, error, abandoned)
-            if usage is not None and fees is not None:
-                usage = fees.apply(usage)
-            call.finish(usage, response_model=response_model)
+        try:
+            response_model = extract.response_model(response) if response is not None else None
+            if response is not None and error is None and extract.is_cache_hit(response):
+                self._cache_hit(call, response, response_model)
+            else:
+                usage = self._usage(run, response, error, abandoned)
+                if usage is not None and fees is not None:
+                    usage = fees.apply(usage)
+                call.finish(usage, response_model=response_model)
+        except BaseException:
+            call.release()  # no reservation is held past its call (its span ends without usage)
+            raise
         if response is not None and error is None and call.rt.settings.capture_content:
             call.span.set_attribute(sc.GEN_AI_OUTPUT_MESSAGES, extract.output_messages_json(response))
 
