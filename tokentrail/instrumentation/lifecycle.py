@@ -71,21 +71,9 @@ class ModelCall:
 
     __slots__ = ("attribution", "done", "first_token_ns", "model", "provider", "reservation", "rt", "span", "start_ns")
 
-    def __init__(
-        self,
-        rt: Recorder,
-        span: Span,
-        attribution: Attribution,
-        model: str | None,
-        provider: str | None,
-        start_ns: int,
-    ) -> None:
-        self.rt = rt
-        self.span = span
-        self.attribution = attribution
-        self.model = model
-        self.provider = provider
-        self.start_ns = start_ns
+    def __init__(self, rt: Recorder, span: Span, attribution: Attribution, model: str | None, provider: str | None, start_ns: int) -> None:
+        self.rt, self.span, self.attribution = rt, span, attribution
+        self.model, self.provider, self.start_ns = model, provider, start_ns
         self.first_token_ns = 0
         self.reservation: Reservation | None = None
         self.done = False  # usage and cost recorded (once)

@@ -30,22 +30,16 @@ def as_mapping(obj: Any) -> Mapping[str, Any] | None:
         return None
     if isinstance(obj, Mapping):
         return obj
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        try:
-            dumped = dump()
-        except Exception:  # a half-built model: fall back to its attributes
-            dumped = None
-        if isinstance(dumped, Mapping):
-            return dumped
-    to_dict = getattr(obj, "to_dict", None)  # protobuf-ish / boto-ish objects
-    if callable(to_dict):
-        try:
-            dumped = to_dict()
-        except Exception:  # a half-built model: fall back to its attributes
-            dumped = None
-        if isinstance(dumped, Mapping):
-            return dumped
+    # pydantic models, then protobuf-ish / boto-ish objects
+    for method in ("model_dump", "to_dict"):
+        dump = getattr(obj, method, None)
+        if callable(dump):
+            try:
+                dumped = dump()
+            except Exception:  # a half-built model: fall back to its attributes
+                dumped = None
+            if isinstance(dumped, Mapping):
+                return dumped
     try:
         attrs = vars(obj)
     except TypeError:

@@ -22,7 +22,7 @@ from ... import _internal
 from ... import semconv as sc
 from . import extract
 from .models import ModelCallbacks
-from .runs import FRAMEWORK
+from .runs import FRAMEWORK, RunBook
 from .tools import ToolCallbacks
 
 __all__ = ["FRAMEWORK", "TokentrailCallbackHandler", "langchain_handler"]
@@ -51,18 +51,9 @@ class TokentrailCallbackHandler(ModelCallbacks, ToolCallbacks):
     """
 
     @_internal.swallow_errors
-    def on_chain_start(
-        self,
-        serialized: dict[str, Any] | None,
-        inputs: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        opened = self._open(run_id, parent_run_id, tags, metadata)
+    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        tags, metadata = kwargs.get("tags"), kwargs.get("metadata")
+        opened = self._open(run_id, kwargs.get("parent_run_id"), tags, metadata)
         if opened is None:
             return
         run, parent_ctx = opened
@@ -87,11 +78,7 @@ class TokentrailCallbackHandler(ModelCallbacks, ToolCallbacks):
         if run is not None:
             self._close(run)
 
-    @_internal.swallow_errors
-    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._take(run_id)
-        if run is not None:
-            self._close(run, error)
+    on_chain_error = RunBook._end_with_error
 
 
 class _QuietBudgetBlocks(logging.Filter):

@@ -38,49 +38,25 @@ class ModelCallbacks(RunBook):
     """on_chat_model_start / on_llm_start / on_llm_new_token / on_llm_end / on_llm_error."""
 
     @_internal.swallow_errors
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any] | None,
-        messages: list[list[Any]],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._start_model(
-            sc.OP_CHAT, serialized, run_id, parent_run_id, tags, metadata, kwargs, messages=messages[0] if messages else []
-        )
+    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: list[list[Any]], *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_model(sc.OP_CHAT, serialized, run_id, kwargs, messages=messages[0] if messages else [])
 
     @_internal.swallow_errors
-    def on_llm_start(
-        self,
-        serialized: dict[str, Any] | None,
-        prompts: list[str],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._start_model(sc.OP_TEXT_COMPLETION, serialized, run_id, parent_run_id, tags, metadata, kwargs, prompts=prompts)
+    def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_model(sc.OP_TEXT_COMPLETION, serialized, run_id, kwargs, prompts=prompts)
 
     def _start_model(
         self,
         operation: str,
         serialized: Mapping[str, Any] | None,
         run_id: UUID,
-        parent_run_id: UUID | None,
-        tags: Sequence[str] | None,
-        metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
         *,
         messages: Sequence[Any] | None = None,
         prompts: Sequence[str] | None = None,
     ) -> None:
-        opened = self._open(run_id, parent_run_id, tags, metadata)
+        parent_run_id, metadata = kwargs.get("parent_run_id"), kwargs.get("metadata")
+        opened = self._open(run_id, parent_run_id, kwargs.get("tags"), metadata)
         if opened is None:
             return
         run, parent_ctx = opened
@@ -165,24 +141,20 @@ class ModelCallbacks(RunBook):
 
     @_internal.swallow_errors
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._take(run_id)
-        if run is None:
-            return
-        try:
-            if run.call is not None:
-                self._settle_model(run, response, None)
-        finally:  # the span ends even if settling failed: a span never ended is a lost cost
-            self._close(run)
+        self._end_model(run_id, response, None)
 
     @_internal.swallow_errors
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end_model(run_id, kwargs.get("response"), error)
+
+    def _end_model(self, run_id: UUID, response: Any, error: BaseException | None) -> None:
         run = self._take(run_id)
         if run is None:
             return
         try:
             if run.call is not None:
-                self._settle_model(run, kwargs.get("response"), error)
-        finally:
+                self._settle_model(run, response, error)
+        finally:  # the span ends even if settling failed: a span never ended is a lost cost
             self._close(run, error)
 
     def _settle_model(self, run: Run, response: Any, error: BaseException | Failure | None, *, abandoned: bool = False) -> None:

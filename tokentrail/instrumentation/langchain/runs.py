@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from ... import _internal
 from ... import context as attribution_context
 from ... import semconv as sc
 from ...context import EMPTY, Attribution
@@ -219,6 +220,13 @@ class RunBook(BaseCallbackHandler):
             self._runs[key] = run
             return None
         return run
+
+    @_internal.swallow_errors
+    def _end_with_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """on_chain_error / on_tool_error / on_retriever_error: the run ends with the error."""
+        run = self._take(run_id)
+        if run is not None:
+            self._close(run, error)
 
     def _register(self, run: Run) -> None:
         # dict operations are atomic under the GIL; only a root's sweep takes the lock

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -21,28 +21,12 @@ class ToolCallbacks(RunBook):
     """on_tool_* / on_retriever_* / on_retry."""
 
     @_internal.swallow_errors
-    def on_tool_start(
-        self,
-        serialized: dict[str, Any] | None,
-        input_str: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        inputs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        opened = self._open(run_id, parent_run_id, tags, metadata)
-        if opened is None:
-            return
-        run, parent_ctx = opened
-        name = kwargs.get("name") or extract.serialized_name(serialized) or "tool"
-        extra: dict[str, Any] = {sc.GEN_AI_TOOL_NAME: name}
-        if run.rt.settings.capture_content:
-            extra[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = extract.text_json(inputs if inputs is not None else input_str)
-        self._start_span(run, parent_ctx, common.span_name(sc.OP_EXECUTE_TOOL, name), sc.OP_EXECUTE_TOOL, SpanKind.INTERNAL, extra)
-        self._activate(run, parent_ctx)
+    def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: UUID, **kwargs: Any) -> None:
+        inputs = kwargs.get("inputs")
+        self._start_leaf(
+            sc.OP_EXECUTE_TOOL, sc.GEN_AI_TOOL_NAME, "tool", serialized, run_id, kwargs,
+            lambda: (sc.GEN_AI_TOOL_CALL_ARGUMENTS, extract.text_json(inputs if inputs is not None else input_str)),
+        )  # fmt: skip
 
     @_internal.swallow_errors
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -54,33 +38,11 @@ class ToolCallbacks(RunBook):
         self._close(run)
 
     @_internal.swallow_errors
-    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._take(run_id)
-        if run is not None:
-            self._close(run, error)
-
-    @_internal.swallow_errors
-    def on_retriever_start(
-        self,
-        serialized: dict[str, Any] | None,
-        query: str,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        opened = self._open(run_id, parent_run_id, tags, metadata)
-        if opened is None:
-            return
-        run, parent_ctx = opened
-        name = kwargs.get("name") or extract.serialized_name(serialized) or "retriever"
-        extra: dict[str, Any] = {sc.GEN_AI_DATA_SOURCE_ID: name}
-        if run.rt.settings.capture_content:
-            extra[sc.GEN_AI_INPUT_MESSAGES] = extract.input_messages_json(None, [query])
-        self._start_span(run, parent_ctx, common.span_name(sc.OP_RETRIEVAL, name), sc.OP_RETRIEVAL, SpanKind.INTERNAL, extra)
-        self._activate(run, parent_ctx)
+    def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: UUID, **kwargs: Any) -> None:
+        self._start_leaf(
+            sc.OP_RETRIEVAL, sc.GEN_AI_DATA_SOURCE_ID, "retriever", serialized, run_id, kwargs,
+            lambda: (sc.GEN_AI_INPUT_MESSAGES, extract.input_messages_json(None, [query])),
+        )  # fmt: skip
 
     @_internal.swallow_errors
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
@@ -91,11 +53,32 @@ class ToolCallbacks(RunBook):
             run.span.set_attribute(sc.RETRIEVAL_DOCUMENTS, len(documents))
         self._close(run)
 
-    @_internal.swallow_errors
-    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._take(run_id)
-        if run is not None:
-            self._close(run, error)
+    on_tool_error = RunBook._end_with_error
+    on_retriever_error = RunBook._end_with_error
+
+    def _start_leaf(
+        self,
+        operation: str,
+        name_key: str,
+        fallback: str,
+        serialized: Mapping[str, Any] | None,
+        run_id: UUID,
+        kwargs: Mapping[str, Any],
+        content: Callable[[], tuple[str, str]],
+    ) -> None:
+        """A tool or retriever run: `{operation} {name}`, its name under name_key, its input
+        (content(): key and JSON) only with capture_content."""
+        opened = self._open(run_id, kwargs.get("parent_run_id"), kwargs.get("tags"), kwargs.get("metadata"))
+        if opened is None:
+            return
+        run, parent_ctx = opened
+        name = kwargs.get("name") or extract.serialized_name(serialized) or fallback
+        extra: dict[str, Any] = {name_key: name}
+        if run.rt.settings.capture_content:
+            key, text = content()
+            extra[key] = text
+        self._start_span(run, parent_ctx, common.span_name(operation, name), operation, SpanKind.INTERNAL, extra)
+        self._activate(run, parent_ctx)
 
     @_internal.swallow_errors
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -105,4 +88,3 @@ class ToolCallbacks(RunBook):
             attempt = getattr(retry_state, "attempt_number", run.retries)
             run.span.add_event("retry", {"attempt": int(attempt)})
 
-    # -- model calls -----------------------------------------------------------------------

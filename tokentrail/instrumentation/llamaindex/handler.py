@@ -51,65 +51,28 @@ class TokentrailSpanHandler(ModelSpans, GeneratorSpans):
     # -- BaseSpanHandler -------------------------------------------------------------------
     # span_enter / span_exit / span_drop: the base class's, without its lock (a dict's get,
     # set and pop are atomic under the GIL, and a span id is entered and left once)
-    def span_enter(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        parent_id: str | None = None,
-        tags: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def span_enter(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, parent_id: str | None = None, tags: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if id_ not in self.open_spans:
             span = self.new_span(id_=id_, bound_args=bound_args, instance=instance, parent_span_id=parent_id, tags=tags)
             if span is not None:
                 self.open_spans[id_] = span
 
-    def span_exit(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        result: Any | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def span_exit(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, result: Any | None = None, **kwargs: Any) -> None:
         if self.prepare_to_exit_span(id_=id_, bound_args=bound_args, instance=instance, result=result) is not None:
             self.open_spans.pop(id_, None)
 
-    def span_drop(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def span_drop(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, err: BaseException | None = None, **kwargs: Any) -> None:
         if self.prepare_to_drop_span(id_=id_, bound_args=bound_args, instance=instance, err=err) is not None:
             self.open_spans.pop(id_, None)
 
-    def new_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        parent_span_id: str | None = None,
-        tags: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> Any:
+    def new_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, parent_span_id: str | None = None, tags: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         try:
             return self._new_span(id_, bound_args, instance, parent_span_id, tags)
         except Exception as e:
             self.errors.record(e, "new_span")
             return None
 
-    def _new_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any,
-        parent_span_id: str | None,
-        tags: dict[str, Any] | None,
-    ) -> Span | Alias:
+    def _new_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any, parent_span_id: str | None, tags: dict[str, Any] | None) -> Span | Alias:
         parent = self.resolve(parent_span_id)
         if parent is None and parent_span_id is None and self.gen_frames:
             parent = self._continuation()
@@ -190,14 +153,7 @@ class TokentrailSpanHandler(ModelSpans, GeneratorSpans):
             s.call.release()
             s.call = None
 
-    def prepare_to_exit_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        result: Any | None = None,
-        **kwargs: Any,
-    ) -> Any:
+    def prepare_to_exit_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, result: Any | None = None, **kwargs: Any) -> Any:
         entry = self.open_spans.get(id_)
         if entry is None:
             return None
@@ -236,14 +192,7 @@ class TokentrailSpanHandler(ModelSpans, GeneratorSpans):
         self._end(s)
 
 
-    def prepare_to_drop_span(
-        self,
-        id_: str,
-        bound_args: inspect.BoundArguments,
-        instance: Any | None = None,
-        err: BaseException | None = None,
-        **kwargs: Any,
-    ) -> Any:
+    def prepare_to_drop_span(self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, err: BaseException | None = None, **kwargs: Any) -> Any:
         entry = self.open_spans.get(id_)
         if entry is None or type(entry) is Alias:
             return entry
