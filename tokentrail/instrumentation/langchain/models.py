@@ -173,7 +173,7 @@ class ModelCallbacks(RunBook):
                 if usage is not None and fees is not None:
                     usage = fees.apply(usage)
                 call.finish(usage, response_model=response_model)
-        except BaseException:
+        except BaseException:  # re-raised (the guard above logs it), the reservation given back first
             call.release()  # no reservation is held past its call (its span ends without usage)
             raise
         if response is not None and error is None and call.rt.settings.capture_content:

@@ -160,7 +160,7 @@ class ModelSpans(SpanBook):
                 else None,
                 error=error,
             )
-        except BaseException:
+        except BaseException:  # re-raised (the guard above logs it), the reservation given back first
             call.release()  # no reservation is held past its call
             raise
         call.finish(usage, response_model=readers.raw_model(response) or s.response_model)
