@@ -125,8 +125,8 @@ class ModelCall:
 
     def finish(self, usage: Usage | None, *, response_model: str | None = None) -> Cost:
         """Record the call's usage and cost (status `no_usage` for None) and its time to first
-        token on its span, and end its reservation by the rule. Once: a second call only
-        returns the cost status of nothing."""
+        token on its span, and end its reservation by the rule. The adapters call it once a
+        call (`done` says it was)."""
         ttft = self.ttft_attributes()
         if ttft:
             set_trusted(self.span, ttft)
