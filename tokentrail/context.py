@@ -39,13 +39,21 @@ class Attribution:
         return replace(self, **changes) if changes else self
 
     def span_attributes(self) -> dict[str, Any]:
+        # explicit tests, not a loop over a table: this runs for every LlamaIndex span
         out: dict[str, Any] = {}
-        for name, key in _SPAN_KEYS:
-            value = getattr(self, name)
-            if value:
-                out[key] = value
-        if self.session_id:  # the OTel GenAI name for the same thing
-            out[semconv.GEN_AI_CONVERSATION_ID] = self.session_id
+        if self.project:
+            out[semconv.PROJECT] = self.project
+        if self.environment:
+            out[semconv.ENVIRONMENT] = self.environment
+        if self.team:
+            out[semconv.TEAM] = self.team
+        if self.feature:
+            out[semconv.FEATURE] = self.feature
+        if self.user_id:
+            out[semconv.USER_ID] = self.user_id
+        if self.session_id:
+            out[semconv.SESSION_ID] = self.session_id
+            out[semconv.GEN_AI_CONVERSATION_ID] = self.session_id  # the OTel GenAI name for it
         if self.tags:
             out[semconv.TAGS] = list(self.tags)
         return out
@@ -54,8 +62,6 @@ class Attribution:
         return getattr(self, name) if name != "tags" else ",".join(self.tags)
 
 
-# (field, span attribute) of every field but tags
-_SPAN_KEYS = tuple(zip(FIELDS[:6], (semconv.PROJECT, semconv.ENVIRONMENT, semconv.TEAM, semconv.FEATURE, semconv.USER_ID, semconv.SESSION_ID), strict=True))
 EMPTY = Attribution()
 _current: ContextVar[Attribution] = ContextVar("tokentrail_attribution", default=EMPTY)
 

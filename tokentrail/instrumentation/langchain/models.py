@@ -163,7 +163,7 @@ class ModelCallbacks(RunBook):
         assert call is not None and run.span is not None
         if call.done:
             return
-        fees = anthropic_stream.take(call.span)
+        fees = anthropic_stream.take(call.span) if call.provider == "anthropic" else None
         try:
             response_model = extract.response_model(response) if response is not None else None
             if response is not None and error is None and extract.is_cache_hit(response):

@@ -35,6 +35,7 @@ from ..spans import SPAN_KEY as _SPAN_KEY
 
 _LINK_KEY = otel_context.create_key("tokentrail-context-link")
 _get_current: Any = shared.get_current
+_reset: Any = shared.CURRENT.reset if shared.CURRENT is not None else None
 
 # The attribution of the framework run a context belongs to: calls that get no callbacks
 # (LangChain embeddings) read it to be attributed like the run they happen in.
@@ -82,7 +83,13 @@ def detach(ctx: Context, token: object) -> None:
     cur = _get_current()
     if cur is not ctx:
         return
-    if not shared.detach(token):
+    try:
+        # shared.detach inlined: this runs at the end of every run
+        if _reset is not None:
+            _reset(token)
+        else:  # pragma: no cover - another runtime context
+            otel_context.detach(token)  # type: ignore[arg-type]
+    except (ValueError, RuntimeError):  # a token from another Context: handled here
         # a copy of the Context that attached it (the token belongs to the original):
         # attaching the previous context restores the same value here
         link = _link(ctx)
