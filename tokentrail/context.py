@@ -115,3 +115,11 @@ def attributes(
         yield merged
     finally:
         _current.reset(token)
+
+
+def __getattr__(name: str) -> object:
+    if name == "from_langchain":  # moved into the integration (the core imports no framework)
+        raise AttributeError(
+            "tokentrail.context.from_langchain moved: from tokentrail.instrumentation.langchain.readers import attribution_of"
+        )
+    raise AttributeError(f"module 'tokentrail.context' has no attribute {name!r}")

@@ -46,3 +46,17 @@ __all__ = [
     "usage_attributes",
     "with_response_fees",
 ]
+
+# the LangChain readers moved into the integration (the core imports no framework)
+_MOVED = {
+    "from_langchain_message": "tokentrail.instrumentation.langchain.readers",
+    "from_langchain_result": "tokentrail.instrumentation.langchain.readers",
+    "is_langchain_cache_hit": "tokentrail.instrumentation.langchain.readers",
+}
+
+
+def __getattr__(name: str) -> object:
+    where = _MOVED.get(name)
+    if where is not None:
+        raise AttributeError(f"tokentrail.usage.{name} moved: from {where} import {name}")
+    raise AttributeError(f"module 'tokentrail.usage' has no attribute {name!r}")
