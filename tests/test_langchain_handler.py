@@ -261,7 +261,7 @@ def test_langgraph_graph_and_nodes(mem: Any) -> None:
 
 
 def test_an_internal_error_never_breaks_the_users_chain(mem: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from tokentrail.instrumentation.langchain import handler as handler_module
+    from tokentrail.instrumentation.langchain import models as handler_module
 
     rt, exporter = mem
 

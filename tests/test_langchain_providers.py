@@ -13,7 +13,14 @@ from genai_prices import calc_price
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI, OpenAI, OpenAIEmbeddings
-from mock_providers import Reply, anthropic_server, openai_error, openai_server
+from mock_providers import (
+    LoopbackServer,
+    Reply,
+    anthropic_server,
+    anthropic_stream_events,
+    openai_error,
+    openai_server,
+)
 from opentelemetry.trace import StatusCode
 
 import tokentrail
@@ -181,6 +188,51 @@ def test_chat_anthropic_cache_tokens_plain_and_streamed(tt: runtime.Tokentrail, 
     plain, stream = rows
     assert plain["time_to_first_token_ms"] is None
     assert stream["time_to_first_token_ms"] is not None and 0 < stream["time_to_first_token_ms"] <= stream["duration_ms"]
+
+
+def test_chat_anthropic_stream_keeps_one_hour_writes_and_web_searches(mem: Any) -> None:
+    """Issue 14: langchain-anthropic's stream chunks carry message_delta's usage alone, without
+    the one-hour cache writes (message_start's cache_creation) or the server tool use
+    (message_delta's server_tool_use); both are billed, and recorded from the raw events."""
+    _, exporter = mem
+    model = "claude-sonnet-4-5-20250929"
+    events = anthropic_stream_events(model=model, input_tokens=120, output_tokens=80)
+    events[0][1]["message"]["usage"].update(
+        cache_creation_input_tokens=3000,
+        cache_read_input_tokens=5000,
+        cache_creation={"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000},
+    )
+    (delta,) = [data for name, data in events if name == "message_delta"]
+    # the API's message_delta: cumulative counts, no TTL split, the server tool use
+    delta["usage"].update(cache_creation_input_tokens=3000, cache_read_input_tokens=5000, server_tool_use={"web_search_requests": 3})
+    with LoopbackServer() as srv:
+        srv.push(Reply(events=events))
+        llm = ChatAnthropic(model=model, base_url=srv.url, api_key="sk-ant-test", max_retries=0)
+        chunks = list(llm.stream("hi", config={"callbacks": [tokentrail.langchain_handler()]}))
+        assert srv.requests[0].json["stream"] is True
+    assert "".join(str(c.content) for c in chunks) == "Hello! How can I help?"
+    # what the user's chunks say is what langchain-anthropic made of them: nothing added
+    assert not any("server_tool_use" in (c.usage_metadata or {}) for c in chunks)
+    (span,) = exporter.get_finished_spans()
+    a = span.attributes
+    assert (a[sc.GEN_AI_USAGE_INPUT_TOKENS], a[sc.GEN_AI_USAGE_OUTPUT_TOKENS]) == (8120, 80)
+    assert (a[sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS], a[sc.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS]) == (5000, 3000)
+    assert (a[sc.USAGE_CACHE_WRITE_1H_TOKENS], a[sc.USAGE_WEB_SEARCH_REQUESTS]) == (2000, 3)
+    expected = _price(
+        model,
+        "anthropic",
+        span.start_time,
+        input_tokens=8120,
+        cache_read_tokens=5000,
+        cache_write_tokens=3000,
+        cache_write_1h_tokens=2000,
+        output_tokens=80,
+        web_searches=3,
+    )
+    assert (Decimal(a[sc.COST_INPUT_USD]), Decimal(a[sc.COST_OUTPUT_USD])) == (expected.input_price, expected.output_price)
+    assert Decimal(a[sc.COST_USD]) == expected.total_price
+    # $3/M in, $0.30/M read, $3.75/M 5-minute write, $6/M 1-hour write, $15/M out, $10 per 1,000 searches
+    assert expected.total_price == Decimal("0.000360") + Decimal("0.0015") + Decimal("0.00375") + Decimal("0.012") + Decimal("0.0012") + Decimal("0.03")
 
 
 def test_openai_stream_abandoned_half_way_charges_the_input(mem: Any) -> None:

@@ -13,10 +13,16 @@ from typing import Any
 
 import pytest
 from llama_index.core import Document, VectorStoreIndex
-from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    CompletionResponse,
+    CompletionResponseGen,
+    LLMMetadata,
+)
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.llms import MockLLM
+from llama_index.core.llms import CustomLLM, MockLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.openai import OpenAI
 from llamaindex_mocks import FailingLLM, ProbeLLM
@@ -29,7 +35,7 @@ from otel_helpers import span_id as hex_id
 import tokentrail
 from tokentrail import Budget, BudgetExceeded, runtime, testing
 from tokentrail.instrumentation import llamaindex as li_mod
-from tokentrail.instrumentation.llamaindex import _usage
+from tokentrail.instrumentation.llamaindex import readers as _usage
 
 GPT4O_COST = Decimal("0.002875")
 
@@ -135,6 +141,50 @@ def test_budget_settles_real_cost_and_releases_on_error(budgeted: Any) -> None:
         [row] = _read(rt, "operation = 'embeddings'")
         assert rt.budgets.spent("team") == 2 * GPT4O_COST + row["cost_usd"]
         assert rt.budgets.reserved_usd("team") == 0
+
+
+class _CutStreamLLM(CustomLLM):
+    """Streams two chunks, then the connection fails (no usage ever arrives); or fails before
+    the first chunk when the prompt says so."""
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="gpt-4o-mini")
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        raise NotImplementedError
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        def gen() -> CompletionResponseGen:
+            if "before" in prompt:
+                raise ConnectionError("reset before the first token")
+            yield CompletionResponse(text="Hello", delta="Hello")
+            yield CompletionResponse(text="Hello there", delta=" there")
+            raise ConnectionError("reset half way")
+
+        return gen()
+
+
+def test_a_stream_cut_after_its_first_token_is_billed_one_cut_before_is_released(budgeted: Any) -> None:
+    """The lifecycle's rules, as in the LangChain integration: the provider bills a stream it
+    started answering (estimated here: no usage arrived), so its reservation is settled; one
+    that failed before its first token costs nothing and its reservation is released."""
+    rt = budgeted(Budget(name="shop", limit_usd=5, period="month", action="block"))
+    llm = _CutStreamLLM()
+    with pytest.raises(ConnectionError, match="half way"):
+        for _ in llm.stream_complete("tell me"):
+            pass
+    with pytest.raises(ConnectionError, match="before the first token"):
+        for _ in llm.stream_complete("fail before"):
+            pass
+    assert rt.budgets.reserved_usd("shop") == 0
+    cut, before = _read(rt, "operation = 'text_completion'")
+    assert (cut["status"], cut["error_type"], cut["cost_status"], cut["usage_estimated"]) == ("error", "ConnectionError", "priced", True)
+    assert cut["output_tokens"] == 2 and cut["input_tokens"] > 0 and cut["time_to_first_token_ms"] is not None
+    assert (before["status"], before["cost_status"], before["input_tokens"], before["cost_usd"]) == ("error", "no_usage", 0, None)
+    assert rt.budgets.spent("shop") == cut["cost_usd"] > 0
 
 
 def test_blocking_budget_blocks_embeddings(budgeted: Any) -> None:

@@ -9,14 +9,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, Generation, LLMResult
 
 from tokentrail import semconv as sc
-from tokentrail.usage import (
-    Usage,
+from tokentrail.instrumentation.langchain.readers import (
     from_langchain_message,
     from_langchain_result,
-    from_mapping,
     is_langchain_cache_hit,
-    usage_attributes,
 )
+from tokentrail.usage import Usage, from_mapping, usage_attributes
 
 # -- raw provider bodies (field names and shapes as the APIs send them) ----------------------
 

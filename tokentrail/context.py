@@ -39,6 +39,7 @@ class Attribution:
         return replace(self, **changes) if changes else self
 
     def span_attributes(self) -> dict[str, Any]:
+        # explicit tests, not a loop over a table: this runs for every LlamaIndex span
         out: dict[str, Any] = {}
         if self.project:
             out[semconv.PROJECT] = self.project
@@ -52,7 +53,7 @@ class Attribution:
             out[semconv.USER_ID] = self.user_id
         if self.session_id:
             out[semconv.SESSION_ID] = self.session_id
-            out[semconv.GEN_AI_CONVERSATION_ID] = self.session_id
+            out[semconv.GEN_AI_CONVERSATION_ID] = self.session_id  # the OTel GenAI name for it
         if self.tags:
             out[semconv.TAGS] = list(self.tags)
         return out
@@ -79,32 +80,6 @@ def _coerce(values: Mapping[str, Any]) -> Attribution:
         else:
             kw[k] = str(v)
     return Attribution(**kw)
-
-
-def from_langchain(metadata: Mapping[str, Any] | None, tags: Iterable[str] | None) -> Attribution:
-    """Attribution carried on a LangChain run: metadata keys named like the fields, and tags."""
-    kw: dict[str, Any] = {}
-    if metadata:
-        for name in FIELDS:
-            if name == "tags":
-                continue
-            v = metadata.get(name) or metadata.get(f"tokentrail_{name}")
-            if v:
-                kw[name] = str(v)
-        # LangChain / Langfuse conventions for the same ideas
-        if "user_id" not in kw and metadata.get("langfuse_user_id"):
-            kw["user_id"] = str(metadata["langfuse_user_id"])
-        if "session_id" not in kw:
-            for key in ("langfuse_session_id", "thread_id", "conversation_id"):
-                if metadata.get(key):
-                    kw["session_id"] = str(metadata[key])
-                    break
-    if tags:
-        # LangChain adds its own "seq:step:N" tags to runs in a sequence: not the user's.
-        user_tags = tuple(t for t in tags if not t.startswith("seq:step:"))
-        if user_tags:
-            kw["tags"] = user_tags
-    return Attribution(**kw) if kw else EMPTY
 
 
 def current() -> Attribution:
@@ -140,3 +115,11 @@ def attributes(
         yield merged
     finally:
         _current.reset(token)
+
+
+def __getattr__(name: str) -> object:
+    if name == "from_langchain":  # moved into the integration (the core imports no framework)
+        raise AttributeError(
+            "tokentrail.context.from_langchain moved: from tokentrail.instrumentation.langchain.readers import attribution_of"
+        )
+    raise AttributeError(f"module 'tokentrail.context' has no attribute {name!r}")

@@ -80,3 +80,6 @@ GEN_AI_USAGE_COST_CURRENCY = "gen_ai.usage.cost.currency"
 GEN_AI_USAGE_COST_SOURCE = "gen_ai.usage.cost.source"
 # not stored as extra attributes: the row already has cost_usd, exact
 GEN_AI_USAGE_COST_DERIVED = frozenset({GEN_AI_USAGE_COST, GEN_AI_USAGE_COST_AMOUNT, GEN_AI_USAGE_COST_CURRENCY, GEN_AI_USAGE_COST_SOURCE})
+# tool calls (OTel GenAI), recorded only with capture_content=True
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"

@@ -1,4 +1,4 @@
-"""Budgets that stop spending before it happens (SPEC §7).
+"""Budgets that stop spending before it happens (README.md, "Budgets").
 
     tokentrail.configure(budgets=[tokentrail.Budget(name="search-team", limit_usd=100,
                                                     period="month", scope={"team": "search"})])

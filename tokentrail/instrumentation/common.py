@@ -102,11 +102,13 @@ def record_error(span: Span, error: BaseException) -> None:
 
 
 # -- budgets -------------------------------------------------------------------------------
-# Integrations call these around a model call; tokentrail.budgets implements the manager:
+# The integrations reserve and settle through lifecycle.ModelCall (the reservation rule is
+# there). These are the same calls for code that drives the budget manager as an integration
+# would (the budget tests):
 #   manager.reserve(attribution, model=, provider=, prompt_tokens=, max_output_tokens=) -> reservation | None
 #     (raises BudgetExceeded for a blocking budget; None when no budget matches)
 #   manager.settle(reservation, cost: Cost)   after the call, with the real cost
-#   manager.release(reservation)              on error before any usage is known
+#   manager.release(reservation)              when the call has no usage
 
 
 def budget_reserve(

@@ -32,15 +32,7 @@ class BudgetGate(Protocol):
     """Reserves a call's worst case before the provider is called (tokentrail.budgets.BudgetManager).
     `reserve` raises BudgetExceeded to block; None means no budget applies."""
 
-    def reserve(
-        self,
-        attribution: Attribution,
-        *,
-        model: str | None,
-        provider: str | None,
-        prompt_tokens: int,
-        max_output_tokens: int | None = None,
-    ) -> Reservation | None: ...
+    def reserve(self, attribution: Attribution, *, model: str | None, provider: str | None, prompt_tokens: int, max_output_tokens: int | None = None) -> Reservation | None: ...
 
     def settle(self, reservation: Reservation, cost: Cost) -> None: ...
 

@@ -28,7 +28,6 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -37,6 +36,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from ..version import VERSION
+from .otel_context import get_current as _get_current
 from .seams import Recorder
 
 __all__ = ["RunSpan", "set_trusted", "start"]
@@ -47,19 +47,6 @@ _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 # the key trace.set_span_in_context stores the current span under (read, not private API)
 SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
-
-
-def _current_context_var() -> Any:
-    """The ContextVar the SDK's default runtime context keeps the current Context in, when
-    that is the runtime in use: reading it directly saves two calls per read."""
-    from contextvars import ContextVar
-
-    var = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
-    return var if isinstance(var, ContextVar) else None
-
-
-CURRENT = _current_context_var()
-_get_current: Any = CURRENT.get if CURRENT is not None else otel_context.get_current
 
 
 class _Sink:

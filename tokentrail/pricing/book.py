@@ -1,6 +1,6 @@
 """PriceBook: what a call cost, in USD, from an override or from genai-prices at the call's time.
 
-Rules (SPEC §4, §6):
+Rules (README.md, "Prices: two ledgers"):
 
 - An override for the model wins (status ``override``): custom, fine-tuned and self-hosted
   models. ``"<model>@<tier>"`` overrides only calls in that service tier (overrides.py).

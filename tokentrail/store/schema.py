@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# the columns of `spans` that SPEC §5 makes public (more may be added)
+# the columns of `spans` that are public (README.md, "Where the spans go"; more may be added)
 SPANS_COLUMNS: dict[str, str] = {
     "timestamp": "DateTime64(6, 'UTC')",
     "duration_ms": "Float64",

@@ -19,8 +19,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from datetime import datetime, timezone
+from contextvars import ContextVar, Token
 from typing import Any
 
 from opentelemetry.trace import Span, SpanKind
@@ -32,6 +31,7 @@ from ...errors import BudgetExceeded
 from ...providers import infer_provider
 from ...usage import Usage
 from .. import common, seams, spans
+from ..lifecycle import ModelCall
 from .otel_context import current_run_attribution, live_current
 
 __all__ = ["EmbeddingCall", "patch_embeddings", "unpatch_embeddings"]
@@ -57,7 +57,7 @@ def _model_of(obj: Any) -> str | None:
 class EmbeddingCall:
     """One embeddings request: its span, the tokens the provider reported, its reservation."""
 
-    __slots__ = ("rt", "span", "model", "provider", "texts", "reported_tokens", "response_model", "reservation", "start_ns")
+    __slots__ = ("call", "model", "provider", "reported_tokens", "response_model", "rt", "span", "texts")
 
     def __init__(self, instance: Any, texts: Sequence[str]) -> None:
         rt = seams.current()
@@ -67,7 +67,6 @@ class EmbeddingCall:
         self.texts = texts
         self.reported_tokens: int | None = None
         self.response_model: str | None = None
-        self.reservation: Any = None
         attribution = current_run_attribution()
         if attribution is None:
             attribution = rt.defaults.merged(attribution_context.current())
@@ -78,15 +77,14 @@ class EmbeddingCall:
             provider=self.provider,
             request_model=self.model,
         )
-        self.start_ns = rt.now_ns()
+        start_ns = rt.now_ns()
         self.span: Span = spans.start(
-            rt, common.span_name(sc.OP_EMBEDDINGS, self.model), live_current(), SpanKind.CLIENT, attrs, self.start_ns
+            rt, common.span_name(sc.OP_EMBEDDINGS, self.model), live_current(), SpanKind.CLIENT, attrs, start_ns
         )
+        self.call = ModelCall(rt, self.span, attribution, self.model, self.provider, start_ns)
         if rt.budgets is not None:
             try:
-                self.reservation = common.budget_reserve(
-                    rt, attribution, model=self.model, provider=self.provider, prompt_tokens=self._counted(bound=True), max_output_tokens=0
-                )
+                self.call.reserve(self._counted(bound=True), 0)
             except BaseException as e:  # recorded on the span, then re-raised
                 common.record_error(self.span, e)
                 self.span.end(end_time=rt.now_ns())
@@ -106,31 +104,15 @@ class EmbeddingCall:
             self.response_model = model
 
     def finish(self, error: BaseException | None = None) -> None:
-        rt = self.rt
-        usage: Usage | None
-        if self.reported_tokens is not None:
-            usage = Usage(input_tokens=self.reported_tokens)
-        elif error is None:
-            usage = Usage(input_tokens=self._counted(), estimated=True)
-        else:
-            usage = None  # failed before the provider answered: nothing billed
-        cost = common.record_usage(
-            self.span,
-            rt.prices,
-            usage,
-            model=self.model,
-            provider=self.provider,
-            when=datetime.fromtimestamp(self.start_ns / 1e9, tz=timezone.utc),
-            response_model=self.response_model,
-        )
-        if self.reservation is not None:
-            if usage is None:
-                common.budget_release(rt, self.reservation)
-            else:
-                common.budget_settle(rt, self.reservation, cost)
-        if error is not None:
-            common.record_error(self.span, error)
-        self.span.end(end_time=rt.now_ns())
+        reported = Usage(input_tokens=self.reported_tokens) if self.reported_tokens is not None else None
+        # failed before the provider answered: nothing billed (the lifecycle's usage rule)
+        usage = self.call.usage_or_estimate(reported, lambda: Usage(input_tokens=self._counted(), estimated=True), error=error)
+        try:
+            self.call.finish(usage, response_model=self.response_model)
+        finally:
+            if error is not None:
+                common.record_error(self.span, error)
+            self.span.end(end_time=self.rt.now_ns())
 
 
 def _texts(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Sequence[str]:
@@ -158,47 +140,48 @@ def _end(call: EmbeddingCall, error: BaseException | None) -> None:
         call.finish(error)
 
 
+def _enter(instance: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[EmbeddingCall, Token[Any]] | None:
+    """The embeddings call to record around `method` (None: not this one, or it could not start)."""
+    if _ACTIVE.get() is not None or not _state.enabled:
+        return None
+    call = _begin(instance, method, args, kwargs)
+    return (call, _ACTIVE.set(call)) if call is not None else None
+
+
+class _Recording:
+    """`with _Recording(...)`: the embeddings call around one method call, if it is one to
+    record; it ends with the method (and with its exception)."""
+
+    __slots__ = ("entered",)
+
+    def __init__(self, instance: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.entered = _enter(instance, method, args, kwargs)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, error: BaseException | None, tb: Any) -> None:
+        if self.entered is not None:
+            call, token = self.entered
+            _ACTIVE.reset(token)
+            _end(call, error)
+
+
 def _wrap(method: str, original: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def awrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-            if _ACTIVE.get() is not None or not _state.enabled:
+            with _Recording(self, method, args, kwargs):
                 return await original(self, *args, **kwargs)
-            call = _begin(self, method, args, kwargs)
-            if call is None:
-                return await original(self, *args, **kwargs)
-            token = _ACTIVE.set(call)
-            try:
-                result = await original(self, *args, **kwargs)
-            except BaseException as e:
-                _ACTIVE.reset(token)
-                _end(call, e)
-                raise
-            _ACTIVE.reset(token)
-            _end(call, None)
-            return result
 
         setattr(awrapper, _MARK, original)
         return awrapper
 
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _ACTIVE.get() is not None or not _state.enabled:
+        with _Recording(self, method, args, kwargs):
             return original(self, *args, **kwargs)
-        call = _begin(self, method, args, kwargs)
-        if call is None:
-            return original(self, *args, **kwargs)
-        token = _ACTIVE.set(call)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as e:
-            _ACTIVE.reset(token)
-            _end(call, e)
-            raise
-        _ACTIVE.reset(token)
-        _end(call, None)
-        return result
 
     setattr(wrapper, _MARK, original)
     return wrapper

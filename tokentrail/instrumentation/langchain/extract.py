@@ -203,3 +203,16 @@ def text_json(value: Any) -> str:
 
 CONTENT_INPUT = sc.GEN_AI_INPUT_MESSAGES
 CONTENT_OUTPUT = sc.GEN_AI_OUTPUT_MESSAGES
+
+
+
+def serialized_name(serialized: Mapping[str, Any] | None) -> str | None:
+    if not serialized:
+        return None
+    name = serialized.get("name")
+    if isinstance(name, str) and name:
+        return name
+    ident = serialized.get("id")
+    if isinstance(ident, Sequence) and ident and isinstance(ident[-1], str):
+        return ident[-1]
+    return None

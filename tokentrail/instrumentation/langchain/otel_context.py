@@ -30,17 +30,12 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Span
 
-from ..spans import CURRENT as _CURRENT
+from .. import otel_context as shared
 from ..spans import SPAN_KEY as _SPAN_KEY
 
-# The SDK's runtime context: its detach raises where otel_context.detach would log an
-# ERROR with a traceback for what is, here, an expected case.
-_RUNTIME: Any = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-
 _LINK_KEY = otel_context.create_key("tokentrail-context-link")
-# the runtime context's ContextVar when it is the SDK's default one (see spans.py)
-_get_current: Any = _CURRENT.get if _CURRENT is not None else otel_context.get_current
-_attach: Any = _CURRENT.set if _CURRENT is not None else otel_context.attach
+_get_current: Any = shared.get_current
+_reset: Any = shared.CURRENT.reset if shared.CURRENT is not None else None
 
 # The attribution of the framework run a context belongs to: calls that get no callbacks
 # (LangChain embeddings) read it to be attributed like the run they happen in.
@@ -80,7 +75,7 @@ def context_for(span: Span, base: Context, *, root: bool, attribution: Any) -> C
     )
 
 
-attach: Any = _attach  # Context -> token
+attach: Any = shared.attach  # Context -> token
 
 
 def detach(ctx: Context, token: object) -> None:
@@ -89,13 +84,12 @@ def detach(ctx: Context, token: object) -> None:
     if cur is not ctx:
         return
     try:
-        if _CURRENT is not None:
-            _CURRENT.reset(token)  # type: ignore[arg-type]
-        elif _RUNTIME is not None:
-            _RUNTIME.detach(token)
-        else:  # pragma: no cover - other OTel runtimes
+        # shared.detach inlined: this runs at the end of every run
+        if _reset is not None:
+            _reset(token)
+        else:  # pragma: no cover - another runtime context
             otel_context.detach(token)  # type: ignore[arg-type]
-    except Exception:  # a token from another Context: handled below
+    except (ValueError, RuntimeError):  # a token from another Context: handled here
         # a copy of the Context that attached it (the token belongs to the original):
         # attaching the previous context restores the same value here
         link = _link(ctx)

@@ -20,7 +20,7 @@ from ..._internal import optional
 from ..common import InstrumentationHandle
 
 with optional("tokentrail's LlamaIndex instrumentation"):
-    from ._handler import (
+    from .handler import (
         Errors,
         TokentrailEventHandler,
         TokentrailSpanHandler,

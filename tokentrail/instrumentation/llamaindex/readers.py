@@ -1,4 +1,5 @@
-"""Usage, model and text of LlamaIndex responses (ChatResponse / CompletionResponse).
+"""What tokentrail reads from LlamaIndex responses (ChatResponse / CompletionResponse): usage,
+model, text, and the messages recorded with `capture_content=True`.
 
 `response.raw` is whatever the integration got from its provider: llama-index-llms-openai puts
 the OpenAI ChatCompletion (or, streaming, the ChatCompletionChunk) object there, sometimes a
@@ -8,13 +9,25 @@ often repeats prompt/completion counts without the cache details, so `raw` comes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...tokens import count_messages, count_tokens
+from ...tokens import text_of
 from ...usage import Usage, from_mapping, with_response_fees
+from .. import lifecycle
 
-__all__ = ["estimate", "max_usage", "raw_model", "raw_usage", "response_text", "response_usage"]
+__all__ = [
+    "estimate",
+    "input_messages",
+    "max_usage",
+    "output_messages",
+    "prompt_tokens",
+    "raw_model",
+    "raw_usage",
+    "response_text",
+    "response_usage",
+]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -108,15 +121,43 @@ def response_text(response: Any) -> str:
 
 def prompt_tokens(messages: Sequence[Any] | None, prompt: str | None, model: str | None, *, bound: bool = False) -> int:
     """bound=True (a reservation): an upper bound until the tokenizer has loaded (tokens.py)."""
-    if messages:
-        return count_messages(messages, model, bound=bound)
-    return count_tokens(prompt or "", model, bound=bound)
+    return lifecycle.prompt_tokens(messages, (prompt,) if prompt else None, model, bound=bound)
 
 
 def estimate(messages: Sequence[Any] | None, prompt: str | None, output: str, model: str | None) -> Usage:
     """Usage counted offline when the provider sent none (flagged `estimated`)."""
-    return Usage(
-        input_tokens=prompt_tokens(messages, prompt, model),
-        output_tokens=count_tokens(output, model),
-        estimated=True,
-    )
+    return lifecycle.estimate(prompt_tokens(messages, prompt, model), output, model)
+
+
+# -- content (only with capture_content=True: it may hold personal data) -------------------------
+# the LangChain integration's shapes: [{"role", "parts": [{"type": "text", "content"}]}] JSON
+
+
+def _role(message: Any) -> str:
+    role = getattr(message, "role", None)
+    role = getattr(role, "value", role)
+    return str(role) if role else "user"
+
+
+def input_messages(messages: Sequence[Any] | None, prompt: str | None) -> str:
+    out: list[dict[str, Any]] = []
+    for m in messages or ():
+        out.append({"role": _role(m), "parts": [{"type": "text", "content": text_of(getattr(m, "content", m))}]})
+    if prompt is not None:
+        out.append({"role": "user", "parts": [{"type": "text", "content": prompt}]})
+    return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def output_messages(response: Any) -> str:
+    parts: list[dict[str, Any]] = [{"type": "text", "content": response_text(response)}]
+    message = getattr(response, "message", None)
+    for call in (getattr(message, "additional_kwargs", None) or {}).get("tool_calls") or ():
+        fn = call.get("function") if isinstance(call, Mapping) else getattr(call, "function", None)
+        parts.append(
+            {
+                "type": "tool_call",
+                "name": fn.get("name") if isinstance(fn, Mapping) else getattr(fn, "name", None),
+                "arguments": fn.get("arguments") if isinstance(fn, Mapping) else getattr(fn, "arguments", None),
+            }
+        )
+    return json.dumps([{"role": "assistant", "parts": parts}], default=str, ensure_ascii=False)
