@@ -56,6 +56,16 @@ def tt(tt_home: Path) -> Iterator[runtime.Tokentrail]:
     testing.reset()
 
 
+@pytest.fixture
+def runtimes() -> Iterator[list[runtime.Tokentrail]]:
+    """The instances a test configures (append each): shut down, the default reset, at the end."""
+    made: list[runtime.Tokentrail] = []
+    yield made
+    for inst in made:
+        inst.shutdown()
+    testing.reset()
+
+
 def spans(inst: runtime.Tokentrail, where: str = "1") -> list[dict[str, Any]]:
     """Flush, open the store (ingesting the spool) and return the spans as dicts, oldest first."""
     inst.flush()

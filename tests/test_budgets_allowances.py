@@ -38,22 +38,19 @@ class Clock:
 
 
 @pytest.fixture
-def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., runtime.Tokentrail]]:
+def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch, runtimes: list[runtime.Tokentrail]) -> Iterator[Callable[..., runtime.Tokentrail]]:
     monkeypatch.setenv("TOKENTRAIL_BUDGET_REFRESH_SECONDS", "3600")
-    made: list[runtime.Tokentrail] = []
+    made = runtimes
 
     def _make(*budgets: Budget, clock: Clock) -> runtime.Tokentrail:
         rt = tokentrail.configure(home=tt_home, project="shop", budgets=list(budgets), prices=PRICES)
         rt.clock = clock
         made.append(rt)
         assert rt.budgets is not None
-        rt.budgets._ready_event.wait(10)
+        rt.budgets.wait_ready(10)
         return rt
 
     yield _make
-    for rt in made:
-        rt.shutdown()
-    testing.reset()
 
 
 def _calls(rt: runtime.Tokentrail, n: int, attr: Attribution = SHOP) -> int:

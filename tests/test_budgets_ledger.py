@@ -45,7 +45,7 @@ WORKER = textwrap.dedent(
     )
     rt.clock = lambda: {T}
     m = rt.budgets
-    m._ready_event.wait(10)
+    m.wait_ready(10)
     counts = [0] * 4
 
     first = go.parent / f"first-{os.getpid()}"
@@ -165,7 +165,7 @@ HOLDER = textwrap.dedent(
     )
     rt.clock = lambda: {T}
     m = rt.budgets
-    m._ready_event.wait(10)
+    m.wait_ready(10)
     r = m.reserve(Attribution(project="shop"), model="m-out", provider=None, prompt_tokens=0, max_output_tokens=100)
     print("reserved", flush=True)
     time.sleep(600)  # the model call that never returns: SIGKILLed here
@@ -204,7 +204,7 @@ def _me(home: Path, backend: str, clock: _Clock) -> Any:
     )
     rt.clock = clock
     assert rt.budgets is not None
-    rt.budgets._ready_event.wait(10)
+    rt.budgets.wait_ready(10)
     return rt
 
 
@@ -279,7 +279,7 @@ FORECAST_WORKER = textwrap.dedent(
     )
     rt.clock = lambda: {T}
     m = rt.budgets
-    m._ready_event.wait(10)
+    m.wait_ready(10)
     forecasts = []
     add_alert_handler(lambda e: forecasts.append(e) if e.event == "forecast" else None)
 

@@ -24,7 +24,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime, testing
+from tokentrail import Budget, BudgetExceeded, runtime
 from tokentrail.budgets import add_alert_handler
 from tokentrail.budgets.alerts import BudgetEvent
 from tokentrail.budgets.manager import BudgetManager
@@ -59,24 +59,21 @@ class Clock:
 
 
 @pytest.fixture
-def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., runtime.Tokentrail]]:
+def make(tt_home: Path, monkeypatch: pytest.MonkeyPatch, runtimes: list[runtime.Tokentrail]) -> Iterator[Callable[..., runtime.Tokentrail]]:
     """configure() with budgets and an injected clock; the background refresh only runs at start
     (tests call manager.refresh() themselves)."""
     monkeypatch.setenv("TOKENTRAIL_BUDGET_REFRESH_SECONDS", "3600")
-    made: list[runtime.Tokentrail] = []
+    made = runtimes
 
     def _make(*budgets: Budget, clock: Clock | None = None, **kw: Any) -> runtime.Tokentrail:
         rt = tokentrail.configure(home=tt_home, project="shop", budgets=list(budgets), prices=PRICES, **kw)
         rt.clock = clock or Clock()
         made.append(rt)
         assert rt.budgets is not None
-        rt.budgets._ready_event.wait(10)
+        rt.budgets.wait_ready(10)
         return rt
 
     yield _make
-    for rt in made:
-        rt.shutdown()
-    testing.reset()
 
 
 def call(
@@ -575,7 +572,7 @@ os.environ["TOKENTRAIL_BUDGET_REFRESH_SECONDS"] = "3600"
 rt = tokentrail.configure(home=sys.argv[1], project="shop", budgets=[Budget(name="b", limit_usd="0.6")], prices=t.PRICES)
 rt.clock = t.Clock()
 m = t.mgr(rt)
-m._ready_event.wait(10)
+m.wait_ready(10)
 assert m.refresh()  # the parent opens the store before forking (a fresh home defers that)
 t.call(rt)  # $0.30, known to the child too (the parent flushes it)
 rt.flush()

@@ -79,7 +79,7 @@ def test_user_instrumentation_sees_none_of_the_budget_threads_io(tt_home: Path, 
         rt = tokentrail.configure(home=tt_home, project="shop", prices=PRICES, webhook_url=url, budgets=[Budget(name="b", limit_usd="0.3", warn_at=())])
         m = rt.budgets
         assert m is not None
-        m._ready_event.wait(10)
+        m.wait_ready(10)
         r = m.reserve(Attribution(project="shop"), model="m-out", provider=None, prompt_tokens=0, max_output_tokens=100)
         assert r is not None
         m.settle(r, Decimal("0.3"))

@@ -23,7 +23,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 import tokentrail
-from tokentrail import Budget, BudgetExceeded, runtime, testing
+from tokentrail import Budget, BudgetExceeded, runtime
 from tokentrail.budgets import snapshot
 from tokentrail.context import Attribution
 from tokentrail.instrumentation import common
@@ -40,10 +40,10 @@ HARD = Budget(name="hard", limit_usd="1.00", period="month")
 
 
 @pytest.fixture
-def start(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], runtime.Tokentrail]]:
+def start(tt_home: Path, monkeypatch: pytest.MonkeyPatch, runtimes: list[runtime.Tokentrail]) -> Iterator[Callable[[], runtime.Tokentrail]]:
     """A new "process": configure() as an application does, on a fixed clock."""
     monkeypatch.setenv("TOKENTRAIL_BUDGET_REFRESH_SECONDS", "3600")
-    made: list[runtime.Tokentrail] = []
+    made = runtimes
 
     def _start() -> runtime.Tokentrail:
         rt = tokentrail.configure(home=tt_home, project="shop", budgets=[HARD], prices=PRICES)
@@ -52,9 +52,6 @@ def start(tt_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
         return rt
 
     yield _start
-    for rt in made:
-        rt.shutdown()
-    testing.reset()
 
 
 def store_lock(rt: runtime.Tokentrail) -> Any:

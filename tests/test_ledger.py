@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import tokentrail
-from tokentrail import runtime, testing
+from tokentrail import runtime
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
 from tokentrail.exporters.processor import LedgerSpanProcessor
@@ -39,8 +39,8 @@ def unit_model() -> UsageChatModel:
 
 
 @pytest.fixture
-def configured(tt_home: Path) -> Iterator[Any]:
-    made: list[runtime.Tokentrail] = []
+def configured(tt_home: Path, runtimes: list[runtime.Tokentrail]) -> Iterator[Any]:
+    made = runtimes
 
     def make(**settings: Any) -> runtime.Tokentrail:
         rt = runtime.configure(home=tt_home, project="ledger", prices=PRICES, **settings)
@@ -48,9 +48,6 @@ def configured(tt_home: Path) -> Iterator[Any]:
         return rt
 
     yield make
-    for rt in made:
-        rt.shutdown()
-    testing.reset()
 
 
 def burst(threads: int, calls_per_thread: int) -> int:

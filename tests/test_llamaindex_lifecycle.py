@@ -54,28 +54,25 @@ def mem(tt_home: Path) -> Iterator[tuple[runtime.Tokentrail, Any]]:
 
 
 @pytest.fixture
-def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch, clock: Any) -> Iterator[Any]:
+def budgeted(tt_home: Path, monkeypatch: pytest.MonkeyPatch, clock: Any, runtimes: list[runtime.Tokentrail]) -> Iterator[Any]:
     """configure(budgets=...) + instrumentation; the budget refresh only runs at start; day and
     month budgets count on the fixed clock (1 ms a read)."""
     clock.step_ns = 1_000_000
     monkeypatch.setenv("TOKENTRAIL_BUDGET_REFRESH_SECONDS", "3600")
-    made: list[runtime.Tokentrail] = []
+    made = runtimes
     handle = tokentrail.instrument_llamaindex()
 
     def make(*budgets: Budget) -> runtime.Tokentrail:
         rt = tokentrail.configure(home=tt_home, project="shop", budgets=list(budgets))
         made.append(rt)
         assert rt.budgets is not None
-        rt.budgets._ready_event.wait(10)
+        rt.budgets.wait_ready(10)
         return rt
 
     yield make
     errors = handle.errors
     assert [rt.open_spans for rt in made] == [0] * len(made)  # before uninstrument() ends them
     handle.uninstrument()
-    for rt in made:
-        rt.shutdown()
-    testing.reset()
     assert errors == [], errors
 
 

@@ -55,7 +55,7 @@ def used(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
             seen.append(f.rollup)
         return f
 
-    for mod in (source, queries.spend, queries.efficiency, queries.traces, __import__("tokentrail.queries.budgets", fromlist=["x"])):
+    for mod in (source, queries.spend, queries.whatif, queries.traces, __import__("tokentrail.queries.budgets", fromlist=["x"])):
         monkeypatch.setattr(mod, "facts", spy)
     return seen
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import tokentrail
-from tokentrail import runtime, testing
+from tokentrail import runtime
 from tokentrail.cli import main as cli_main
 from tokentrail.config import resolve
 from tokentrail.store import (
@@ -50,9 +50,9 @@ def _cli_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 
 
 @pytest.fixture
-def spooling(tt_home: Path) -> Iterator[Any]:
+def spooling(tt_home: Path, runtimes: list[runtime.Tokentrail]) -> Iterator[Any]:
     """make(url): a runtime on that URL that made 10 spans and flushed; its spool is checked after."""
-    made: list[runtime.Tokentrail] = []
+    made = runtimes
 
     def make(url: str) -> runtime.Tokentrail:
         forget_schemas()
@@ -65,9 +65,6 @@ def spooling(tt_home: Path) -> Iterator[Any]:
         return rt
 
     yield make
-    for rt in made:
-        rt.shutdown()
-    testing.reset()
 
 
 def test_wrong_password_is_authentication_never_unreachable(

@@ -368,6 +368,11 @@ class BudgetManager(Events, Figures, Background):
                 self.release(r)
             raise
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the first spend figures are read from the store (or the ledger alone is
+        enforced); True when ready. Calls never wait for this: tests and scripts may."""
+        return self._ready_event.wait(timeout)
+
     def deliver(self) -> int:
         """Deliver queued events now: the public form of what the thread does, for a manager
         built with start=False (Tokentrail.budgets_without_thread(), the demo)."""

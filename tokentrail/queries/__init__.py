@@ -10,8 +10,10 @@ retrievers and tools carry no cost of their own.
 
 Modules: filters (time windows, Filters -> WHERE), source (where the spans are read from: the
 raw spans or a rollup, with the same sums either way), spend (report, totals, breakdowns,
-series, forecast), sql (read-only user SQL), traces, efficiency (cache savings, errors, what-if),
-status (`tokentrail status`'s row counts and recorded losses).
+series, forecast), sql (read-only user SQL), traces, efficiency (cache savings, estimated usage,
+errors), rates (prices applied to summed usage), whatif (the same traffic on another model),
+reprice (the re-priced ledger in SQL), budgets (budget spend and events), currency, activity
+(what the CLI reports after writing), status (`tokentrail status`'s row counts and recorded losses).
 Every table is named through the store (`store.table("spans")`): the database is the one the
 URL names.
 
@@ -24,20 +26,12 @@ answered from a rollup where one has those columns.
 from __future__ import annotations
 
 from .efficiency import (
-    CHAT_OPERATIONS,
-    WHAT_IF_PROVIDERS,
     CacheSavings,
     CacheSavingsRow,
     EstimatedShare,
-    WhatIf,
-    WhatIfRow,
     cache_savings,
     error_costs,
     estimated_share,
-    price_book,
-    tier_thresholds,
-    what_if,
-    what_if_models,
 )
 from .filters import (
     FILTER_FIELDS,
@@ -50,6 +44,7 @@ from .filters import (
     parse_time,
     parse_window,
 )
+from .rates import price_book, tier_thresholds
 from .spend import (
     BREAKDOWN_BY,
     MonthForecast,
@@ -79,6 +74,7 @@ from .traces import (
     top_traces,
     trace_spans,
 )
+from .whatif import CHAT_OPERATIONS, WHAT_IF_PROVIDERS, WhatIf, WhatIfRow, what_if, what_if_models
 
 __all__ = [
     "BREAKDOWN_BY",
