@@ -109,14 +109,17 @@ def test_a_budget_set_in_the_currency_is_converted_to_usd(tt_home: Path, tmp_pat
         resolve()
 
 
-def test_efficiency_page_shows_the_currency_and_a_missing_rate(filled: object, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize("page", ["views/efficiency.py", "views/overview.py"])
+def test_overview_and_efficiency_show_spend_in_the_currency(filled: object, tmp_path: Path, page: str) -> None:  # noqa: F811
     from test_dashboard import MODEL_CALLS, app, assert_clean, metrics, sql
 
     (tmp_path / "tokentrail.toml").write_text('[currency]\ncode = "EUR"\nmax_age_days = 100000\nrates = { 2000-01-01 = "0.5" }\n')
-    at = app(range="all").switch_page("views/efficiency.py").run()
+    at = app(range="all").switch_page(page).run()
     assert_clean(at)
     usd = sql(filled, f"SELECT sum(cost_usd) FROM tokentrail.spans WHERE {MODEL_CALLS}")[0][0]  # type: ignore[arg-type]
     assert metrics(at)["Spend in EUR"] == f"€{usd * Decimal('0.5'):,.2f}" and not at.warning
+    if page != "views/efficiency.py":
+        return
     (tmp_path / "tokentrail.toml").write_text('[currency]\ncode = "EUR"\nrates = { 2099-01-01 = "0.5" }\n')
     at = app(range="all").switch_page("views/efficiency.py").run()
     assert_clean(at)

@@ -132,3 +132,17 @@ REPORT_CONFIG: dict[str, Any] = {
     "errors": st.column_config.NumberColumn("Errors", format="localized"),
     "unpriced_calls": st.column_config.NumberColumn("Unpriced calls", format="localized"),
 }
+
+
+def spend_in_currency(v: View) -> None:
+    """"Spend in EUR" (the configured currency), when it is not USD: the store is in USD, each
+    day's spend is converted at that day's rate; a missing rate is shown as a warning."""
+    currency = data.settings().currency
+    if currency is None or currency.code == "USD":
+        return
+    try:
+        shown = data.load("spend_in_currency", v.filters, currency=currency)
+    except data.StoreUnavailable as e:  # a missing rate (MissingRate) arrives as this: shown
+        st.warning(str(e))
+        return
+    st.metric(f"Spend in {currency.code}", currency.format(shown.total), help=f"Each day's USD at that day's rate ({currency.source}).")

@@ -25,18 +25,7 @@ if estimated.calls == 0:
     ui.no_match(view)
     st.stop()
 
-currency = data.settings().currency
-if currency is not None and currency.code != "USD":
-    # issue 14: the store is in USD; each day's spend at that day's rate (a missing rate is shown)
-    try:
-        in_currency = data.load("spend_in_currency", view.filters, currency=currency)
-        st.metric(
-            f"Spend in {currency.code}",
-            currency.format(in_currency.total),
-            help=f"Each day's USD at that day's rate ({currency.source}).",
-        )
-    except data.StoreUnavailable as e:  # a missing rate (MissingRate) arrives as this: shown
-        st.warning(str(e))
+ui.spend_in_currency(view)
 
 st.subheader("Prompt caching")
 s1, s2, s3 = st.columns(3)

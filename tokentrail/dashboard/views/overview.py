@@ -34,6 +34,7 @@ c2.metric(
 )
 c3.metric("Model calls", fmt.count(totals.calls))
 c4.metric("Cost per call", fmt.usd(totals.cost_per_call_usd), help="Spend divided by the priced calls.")
+ui.spend_in_currency(view)
 c5, c6, c7, c8 = st.columns(4)
 c5.metric("Input tokens", fmt.count(totals.input_tokens))
 c6.metric("Output tokens", fmt.count(totals.output_tokens))
