@@ -145,9 +145,12 @@ class ModelCall:
     def settle(self, cost: Cost) -> None:
         """End the reservation by the rule: settled with a cost that has a usage, released for
         `no_usage`."""
-        reservation, self.reservation = self.reservation, None
+        reservation = self.reservation
+        if reservation is None:  # no budgets, or none the call falls under
+            return
+        self.reservation = None
         budgets = self.rt.budgets
-        if reservation is None or budgets is None:
+        if budgets is None:
             return
         if cost.status == sc.COST_NO_USAGE:  # nothing was billed: give the reservation back
             budgets.release(reservation)
