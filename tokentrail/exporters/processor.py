@@ -18,9 +18,11 @@ After shutdown, a span that still ends goes to the spool from the caller's threa
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import Context
@@ -121,18 +123,40 @@ class LedgerSpanProcessor(SpanProcessor):
 
     def _export_waiting(self) -> None:
         """Export the spans waiting now (not those ended meanwhile: a flush under a steady
-        stream of spans must end)."""
+        stream of spans must end). A pipeline of two: batch N+1 is encoded on this thread while
+        batch N is inserted on the exporter's I/O thread; each batch is delivered (stored,
+        spooled or counted lost) before this returns."""
         with self._lock:
             left = len(self._buf)
-        while (taken := self._take(left)) is not None:
-            batch_id, batch = taken
-            left -= len(batch)
-            try:
-                self._exporter.export(batch)  # never raises, counts its own losses
-            except Exception:  # the export thread must survive any exporter
-                logger.exception("tokentrail: exporter raised (%d spans)", len(batch))
-            finally:
-                self._done(batch_id)
+        prepare = getattr(self._exporter, "prepare", None)
+        pending: tuple[int, int, Callable[[], object]] | None = None
+        try:
+            while (taken := self._take(left)) is not None:
+                batch_id, batch = taken
+                left -= len(batch)
+                if prepare is None:  # an exporter without the two steps: one batch at a time
+                    self._deliver(batch_id, len(batch), functools.partial(self._exporter.export, batch))
+                    continue
+                try:
+                    prepared = prepare(batch)  # while the previous batch is being inserted
+                    if pending is not None:
+                        self._deliver(*pending)
+                        pending = None
+                    pending = (batch_id, len(batch), self._exporter.send(prepared))
+                except Exception:  # the export thread must survive any exporter
+                    logger.exception("tokentrail: exporter raised (%d spans)", len(batch))
+                    self._done(batch_id)
+        finally:
+            if pending is not None:
+                self._deliver(*pending)
+
+    def _deliver(self, batch_id: int, n: int, finish: Callable[[], object]) -> None:
+        try:
+            finish()  # never raises, counts its own losses
+        except Exception:  # the export thread must survive any exporter
+            logger.exception("tokentrail: exporter raised (%d spans)", n)
+        finally:
+            self._done(batch_id)
 
     # -- the export thread -----------------------------------------------------------------
     def _run(self) -> None:
