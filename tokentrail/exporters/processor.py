@@ -6,11 +6,12 @@ making spans it gets a 33rd of the interpreter, and behind a hung server it expo
 all. A dropped span is a dropped cost.
 
 Here, when `max_queue` spans are waiting, the thread that ends the next span writes the oldest
-batch to the spool itself: encoding plus one local file write (about 20 µs a span, ~40 ms for a
-batch of 2048), never the network. A thread making spans faster than the exporter takes them
-thus pays for its own overflow, memory stays bounded (the queue plus the batches being
-spilled), and no span is dropped for lack of room. The spool is the store's own inbox: readers
-ingest it (embedded store), the exporter drains it into a server (each batch exactly once).
+spans to the spool itself: encoding plus one local file write (about 20 µs a span, ~40 ms for
+SPILL_BATCH spans), never the network. A thread making spans faster than the exporter takes
+them thus pays for its own overflow, memory stays bounded (the queue, the two batches of the
+export pipeline, the spans being spilled), and no span is dropped for lack of room. The spool
+is the store's own inbox: readers ingest it (embedded store), the exporter drains it into a
+server (each batch exactly once).
 What the spool cannot take (its size cap, a failing disk) is counted and recorded as lost.
 
 After shutdown, a span that still ends goes to the spool from the caller's thread too.
@@ -35,6 +36,15 @@ logger = logging.getLogger("tokentrail.exporter")
 
 __all__ = ["LedgerSpanProcessor"]
 
+# Spans a batch: each insert into a server with the rollups' views costs ~50-100 ms of the
+# server's time whatever its size (a part per table), so small batches cap the ingest
+# (bench/server_ingest.py, load ~3: 16k spans/s at 2,048, 52k at 8,192, 92k at 32,768). 8,192
+# spans hold ~25 MB as SDK spans and ~50 MB at the peak of their encoding; a flush of a full
+# batch takes ~0.1-0.2 s. A caller that overflows the queue spills SPILL_BATCH spans at a time
+# (~20 µs a span: ~40 ms of its thread, not the 160 ms of a full batch).
+MAX_BATCH = 8192
+SPILL_BATCH = 2048
+
 
 class LedgerSpanProcessor(SpanProcessor):
     """Batches finished spans to `exporter` on one thread; spills to the spool when behind.
@@ -43,10 +53,14 @@ class LedgerSpanProcessor(SpanProcessor):
     is kept, sampled or not: a tokentrail span is a ledger entry.
     """
 
-    def __init__(self, exporter: Any, *, max_queue: int = 8192, max_batch: int = 2048, delay_s: float = 1.0) -> None:
+    def __init__(self, exporter: Any, *, max_queue: int = 16384, max_batch: int | None = None, delay_s: float = 1.0) -> None:
         self._exporter = exporter
         self.max_queue = max(1, max_queue)
-        self.max_batch = max(1, min(max_batch, self.max_queue))
+        # a full batch wakes the export thread while the queue still has room for the spans
+        # ended meanwhile: at most half the queue (a batch as big as the queue never woke it)
+        most = max(1, self.max_queue // 2)
+        self.max_batch = min(MAX_BATCH if max_batch is None else max(1, max_batch), most)
+        self.spill_batch = min(self.max_batch, SPILL_BATCH)
         self.delay_s = delay_s
         self._buf: list[ReadableSpan] = []
         self._inflight: set[int] = set()  # batches taken from the buffer and not yet delivered
@@ -88,8 +102,8 @@ class LedgerSpanProcessor(SpanProcessor):
                     if n == self.max_batch:
                         self._wake.set()
                     return
-                overflow = buf[: self.max_batch]
-                del buf[: self.max_batch]
+                overflow = buf[: self.spill_batch]
+                del buf[: self.spill_batch]
             batch_id = self._track()
             self.spilled_spans += len(overflow)
         try:
