@@ -170,6 +170,33 @@ def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path, server_pi
     print(f"{'':>7}  embedded: spool {len(spans) / spooled:,.0f}/s, then ingest {len(spans) / ingested:,.0f}/s")
 
 
+def through_processor(spans: list[ReadableSpan], url: str, tmp: Path, queue: int, batch: int | None) -> None:
+    """What an application gets: every span ended (on_end) on this thread while the processor's
+    export thread delivers, then a flush. Spans the export thread had no room for are spilled
+    to the spool by this thread (counted), none dropped."""
+    settings = Settings(clickhouse_url=url, home=tmp / f"proc-{queue}-{batch}")
+    exp = ClickHouseSpanExporter(settings)
+    exp.export(spans[:10])  # connect and migrate outside the clock
+    client = exp._server_client()
+    client.command(f"TRUNCATE TABLE {settings.database}.spans")
+    processor = LedgerSpanProcessor(exp, max_queue=queue, max_batch=batch)
+    t = time.perf_counter()
+    for s in spans:
+        processor.on_end(s)
+    ended = time.perf_counter() - t
+    processor.force_flush()
+    total = time.perf_counter() - t
+    stored = int(client.query(f"SELECT count() FROM {settings.database}.spans").result_rows[0][0])
+    waiting = sum(f.path.read_bytes().count(b"\n") for f in spool.pending(settings.spool_dir))
+    processor.shutdown()
+    assert stored + waiting == len(spans), (stored, waiting)
+    print(
+        f"queue {queue:>6,}, batch {processor.max_batch:>6,}: {len(spans) / total:>9,.0f} spans/s delivered,"
+        f" {len(spans) - processor.spilled_spans:,} by the export thread, {processor.spilled_spans:,} spilled"
+        f" to the spool by the caller ({waiting:,} still there); on_end {ended / len(spans) * 1e6:.1f} µs a span"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spans", type=int, default=200_000)
@@ -194,6 +221,9 @@ def main() -> None:
         pid = server.proc.pid if server is not None and server.proc is not None else None
         for size in sizes:
             measure(spans, size, url, tmp, pid)
+        print("\nthe processor, spans ended one by one on this thread (an application's way):")
+        through_processor(spans, url, tmp, 8192, 2048)  # the defaults before
+        through_processor(spans, url, tmp, 16384, None)  # the defaults now
         print("\npipelined = the span processor's flush: encode batch N+1 while batch N is inserted")
         print("exporter = encode + insert into the server, one batch after the other; target >= 100,000 spans/s")
     finally:
