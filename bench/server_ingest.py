@@ -46,7 +46,7 @@ from tokentrail.exporters.clickhouse import ClickHouseSpanExporter  # noqa: E402
 from tokentrail.exporters.processor import LedgerSpanProcessor  # noqa: E402
 from tokentrail.exporters.columns import COLUMN_NAMES, native_block, span_columns  # noqa: E402
 from tokentrail.exporters.rows import encode_spans  # noqa: E402
-from tokentrail.store import forget_schemas, insert_settings, open_store, spool  # noqa: E402
+from tokentrail.store import connect_server, forget_schemas, insert_settings, open_store, spool  # noqa: E402
 from tokentrail.store.migrations import sql_file  # noqa: E402
 
 # a model call's attributes as the instrumentation sets them (the row encoding bench's), with
@@ -186,9 +186,11 @@ def through_processor(spans: list[ReadableSpan], url: str, tmp: Path, queue: int
     ended = time.perf_counter() - t
     processor.force_flush()
     total = time.perf_counter() - t
+    processor.shutdown()  # its thread stopped: no drain moves a spool file meanwhile
+    client = connect_server(url)
     stored = int(client.query(f"SELECT count() FROM {settings.database}.spans").result_rows[0][0])
     waiting = sum(f.path.read_bytes().count(b"\n") for f in spool.pending(settings.spool_dir))
-    processor.shutdown()
+    client.close()
     assert stored + waiting == len(spans), (stored, waiting)
     print(
         f"queue {queue:>6,}, batch {processor.max_batch:>6,}: {len(spans) / total:>9,.0f} spans/s delivered,"

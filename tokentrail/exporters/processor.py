@@ -188,11 +188,13 @@ class LedgerSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Deliver every span ended so far (to the store, the spool, or counted as lost)."""
         deadline = time.monotonic() + timeout_millis / 1000
-        with self._lock:
-            earlier = set(self._inflight)  # batches other threads are delivering now
         self._export_waiting()
         with self._lock:
-            while earlier & self._inflight:  # not later ones: under a steady stream, a flush ends
+            # every span ended before this call is now in a batch taken so far (by this thread,
+            # the export thread or a spilling caller): wait for those, not for later ones (under
+            # a steady stream of spans a flush must end)
+            upto = self._taken
+            while any(b <= upto for b in self._inflight):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
