@@ -43,8 +43,8 @@ from row_encoding import MODEL_ATTRS as ROW_ATTRS  # noqa: E402 (bench/, beside 
 
 from tokentrail.config import Settings  # noqa: E402
 from tokentrail.exporters.clickhouse import ClickHouseSpanExporter  # noqa: E402
-from tokentrail.exporters.processor import LedgerSpanProcessor  # noqa: E402
 from tokentrail.exporters.columns import COLUMN_NAMES, native_block, span_columns  # noqa: E402
+from tokentrail.exporters.processor import LedgerSpanProcessor  # noqa: E402
 from tokentrail.exporters.rows import encode_spans  # noqa: E402
 from tokentrail.store import connect_server, forget_schemas, insert_settings, open_store, spool  # noqa: E402
 from tokentrail.store.migrations import sql_file  # noqa: E402
