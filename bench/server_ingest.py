@@ -10,7 +10,9 @@ the schema tokentrail's own (spans plus the rollups' materialized views). Spans 
 the OpenTelemetry SDK (a chain span and a model call with tokentrail's attributes, alternating)
 before the clock starts; then, per batch size:
 
-- exporter: `ClickHouseSpanExporter.export(batch)`: the spans as columns, one Native block, insert;
+- pipelined: the span processor's flush of the spans waiting (LedgerSpanProcessor), batch N+1
+  encoded on its thread while batch N is inserted on the exporter's I/O thread;
+- exporter: `ClickHouseSpanExporter.export(batch)`, one batch after the other: the spans as columns, one Native block, insert;
 - JSON before: the exporter's way before the columnar insert: a dict per row, JSONEachRow;
 - insert only: the Native blocks, made before the clock starts, through `raw_insert`;
 - no rollups: the same, into a spans table without the rollups' views (the schema before them);
@@ -42,8 +44,9 @@ from row_encoding import MODEL_ATTRS as ROW_ATTRS  # noqa: E402 (bench/, beside 
 from tokentrail.config import Settings  # noqa: E402
 from tokentrail.exporters.clickhouse import ClickHouseSpanExporter  # noqa: E402
 from tokentrail.exporters.columns import COLUMN_NAMES, native_block, span_columns  # noqa: E402
+from tokentrail.exporters.processor import LedgerSpanProcessor  # noqa: E402
 from tokentrail.exporters.rows import encode_spans  # noqa: E402
-from tokentrail.store import forget_schemas, insert_settings, open_store, spool  # noqa: E402
+from tokentrail.store import connect_server, forget_schemas, insert_settings, open_store, spool  # noqa: E402
 from tokentrail.store.migrations import sql_file  # noqa: E402
 
 # a model call's attributes as the instrumentation sets them (the row encoding bench's), with
@@ -108,6 +111,17 @@ def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path, server_pi
     assert exp.spooled_batches == 0, "the server refused batches"
     n = int(client.query(f"SELECT count() FROM {db}.spans").result_rows[0][0])
     assert n == len(spans), f"{n} rows stored of {len(spans)}"
+    # the processor's pipeline: batch N+1 encoded while batch N is inserted
+    client.command(f"TRUNCATE TABLE {db}.spans")
+    processor = LedgerSpanProcessor(exp, max_queue=len(spans) + 1, max_batch=size)
+    processor._buf = list(spans)  # the spans already waiting: what a flush exports
+    cpu0, srv0 = time.process_time(), _cpu_s(server_pid)
+    piped = rate(len(spans), processor.force_flush)
+    piped_cpu = (time.process_time() - cpu0) / len(spans) * 1e6
+    piped_srv = (_cpu_s(server_pid) - srv0) / len(spans) * 1e6
+    assert exp.spooled_batches == 0, "the server refused batches"
+    n = int(client.query(f"SELECT count() FROM {db}.spans").result_rows[0][0])
+    assert n == len(spans), f"{n} rows stored of {len(spans)}"
 
     def json_exporter() -> None:  # the exporter's way before: rows as dicts, JSONEachRow
         for i, b in enumerate(parts):
@@ -151,9 +165,38 @@ def measure(spans: list[ReadableSpan], size: int, url: str, tmp: Path, server_pi
     ingested = time.perf_counter() - t
     assert n == len(spans) and spool.count(emb_settings.spool_dir) == 0
     embedded = len(spans) / (spooled + ingested)
-    print(f"{size:>7,}  {exporter:>12,.0f}  {json_rate:>12,.0f}  {raw:>12,.0f}  {floor:>12,.0f}  {embedded:>12,.0f}")
-    print(f"{'':>7}  CPU µs per span, here + in the server: exporter {cpu:.1f} + {srv:.1f}, JSON before {json_cpu:.1f} + {json_srv:.1f}")
+    print(f"{size:>7,}  {piped:>12,.0f}  {exporter:>12,.0f}  {json_rate:>12,.0f}  {raw:>12,.0f}  {floor:>12,.0f}  {embedded:>12,.0f}")
+    print(f"{'':>7}  CPU µs per span, here + in the server: pipelined {piped_cpu:.1f} + {piped_srv:.1f}, exporter {cpu:.1f} + {srv:.1f}, JSON before {json_cpu:.1f} + {json_srv:.1f}")
     print(f"{'':>7}  embedded: spool {len(spans) / spooled:,.0f}/s, then ingest {len(spans) / ingested:,.0f}/s")
+
+
+def through_processor(spans: list[ReadableSpan], url: str, tmp: Path, queue: int, batch: int | None) -> None:
+    """What an application gets: every span ended (on_end) on this thread while the processor's
+    export thread delivers, then a flush. Spans the export thread had no room for are spilled
+    to the spool by this thread (counted), none dropped."""
+    settings = Settings(clickhouse_url=url, home=tmp / f"proc-{queue}-{batch}")
+    exp = ClickHouseSpanExporter(settings)
+    exp.export(spans[:10])  # connect and migrate outside the clock
+    client = exp._server_client()
+    client.command(f"TRUNCATE TABLE {settings.database}.spans")
+    processor = LedgerSpanProcessor(exp, max_queue=queue, max_batch=batch)
+    t = time.perf_counter()
+    for s in spans:
+        processor.on_end(s)
+    ended = time.perf_counter() - t
+    processor.force_flush()
+    total = time.perf_counter() - t
+    processor.shutdown()  # its thread stopped: no drain moves a spool file meanwhile
+    client = connect_server(url)
+    stored = int(client.query(f"SELECT count() FROM {settings.database}.spans").result_rows[0][0])
+    waiting = sum(f.path.read_bytes().count(b"\n") for f in spool.pending(settings.spool_dir))
+    client.close()
+    assert stored + waiting == len(spans), (stored, waiting)
+    print(
+        f"queue {queue:>6,}, batch {processor.max_batch:>6,}: {len(spans) / total:>9,.0f} spans/s delivered,"
+        f" {len(spans) - processor.spilled_spans:,} by the export thread, {processor.spilled_spans:,} spilled"
+        f" to the spool by the caller ({waiting:,} still there); on_end {ended / len(spans) * 1e6:.1f} µs a span"
+    )
 
 
 def main() -> None:
@@ -176,11 +219,15 @@ def main() -> None:
         t = time.perf_counter()
         spans = make_spans(args.spans)
         print(f"{len(spans):,} spans made in {time.perf_counter() - t:.1f} s (not timed below); server {url.rsplit('@', 1)[-1]}")
-        print(f"\n{'batch':>7}  {'exporter':>12}  {'JSON before':>12}  {'insert only':>12}  {'no rollups':>12}  {'embedded':>12}   spans/s")
+        print(f"\n{'batch':>7}  {'pipelined':>12}  {'exporter':>12}  {'JSON before':>12}  {'insert only':>12}  {'no rollups':>12}  {'embedded':>12}   spans/s")
         pid = server.proc.pid if server is not None and server.proc is not None else None
         for size in sizes:
             measure(spans, size, url, tmp, pid)
-        print("\nexporter = encode + insert into the server, one thread; target >= 100,000 spans/s")
+        print("\nthe processor, spans ended one by one on this thread (an application's way):")
+        through_processor(spans, url, tmp, 8192, 2048)  # the defaults before
+        through_processor(spans, url, tmp, 16384, None)  # the defaults now
+        print("\npipelined = the span processor's flush: encode batch N+1 while batch N is inserted")
+        print("exporter = encode + insert into the server, one batch after the other; target >= 100,000 spans/s")
     finally:
         if server is not None:
             server.stop()

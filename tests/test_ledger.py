@@ -87,7 +87,7 @@ def ledger(settings: Any) -> tuple[int, int, Decimal | None, int, int]:
 
 def test_burst_of_20000_calls_from_32_threads_loses_nothing(configured: Any) -> None:
     # a small in-memory queue: the threads outrun the export thread and spill to the spool
-    rt = configured(queue_max_spans=512)
+    rt = configured(queue_max_spans=64)
     n = burst(32, 625)
     assert rt.flush()
     assert ledger(rt.settings) == (n, n, UNIT_COST * n, 10 * n, 0)

@@ -19,6 +19,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -44,11 +45,34 @@ from .rows import encode, span_row, span_rows
 
 logger = logging.getLogger("tokentrail.exporter")
 
-__all__ = ["ClickHouseSpanExporter", "span_row"]
+__all__ = ["ClickHouseSpanExporter", "Prepared", "span_row"]
 
 _LOG_INTERVAL_S = 60.0
 DRAIN_BATCH = 200  # spool files per drain step: the export thread comes back to new spans between steps
 DRAIN_INTERVAL_S = 5.0
+
+
+@dataclass
+class Prepared:
+    """A batch encoded for the server: its spans, its id (the insert's deduplication token, and
+    its spool file's name if it goes there), its Native block (None: the JSON way)."""
+
+    spans: Sequence[ReadableSpan]
+    batch_id: str
+    block: bytes | None = None
+    columns_failed: bool = False
+
+
+def _not_sent() -> bool:
+    return False
+
+
+def _success() -> SpanExportResult:
+    return SpanExportResult.SUCCESS
+
+
+def _failure() -> SpanExportResult:
+    return SpanExportResult.FAILURE
 
 
 class ClickHouseSpanExporter(SpanExporter):
@@ -142,55 +166,110 @@ class ClickHouseSpanExporter(SpanExporter):
         if not payload:
             return True
         batch_id = spool.new_batch_id()
-        if self._send(table, lambda: self._insert(table, payload, batch_id)):
+        if self._send(table, lambda: self._insert_now(table, payload, batch_id)):
             return True
         return self._spool(table, payload, batch_id, rows)
 
     def _send(self, table: str, insert: Callable[[], None]) -> bool:
         """Run one insert into the server unless it is down; True when it went in. Never raises:
         a failure is logged by kind (and opens the breaker when it is the server's)."""
+        return self._begin(table, lambda: self._io.submit(insert, self.deadline_s))()
+
+    def _begin(self, table: str, start: Callable[[], Callable[[], object]]) -> Callable[[], bool]:
+        """Start one insert (`start` submits it and returns its wait) unless the server is down;
+        the returned function waits for it: True when it went in, False when it failed (logged
+        by kind, the breaker opened when the server is at fault). Inserts run one at a time:
+        the lock is held from here until the wait returns, so call the wait exactly once."""
         if self.settings.embedded or self._shutdown:
-            return False
-        with self._lock:
+            return _not_sent
+        self._lock.acquire()
+        try:
             if self.server_down:
-                return False
+                self._lock.release()
+                return _not_sent
+            wait = start()
+        except Exception as e:  # the SpanExporter contract: spool, never raise; kind logged
+            self._insert_failed(table, e)
+            self._lock.release()
+            return _not_sent
+
+        def finish() -> bool:
             try:
-                insert()
+                wait()
                 self.inserted_batches += 1
                 self._server_ok()
                 return True
             except Exception as e:  # the SpanExporter contract: FAILURE or spool, never raise; kind logged
-                if refuses_data(e):  # the server answered: it is up, the batch is at fault
-                    logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, one_line(e))
-                else:
-                    self._server_failed(e)
-        return False
+                self._insert_failed(table, e)
+                return False
+            finally:
+                self._lock.release()
 
-    def _export_columns(self, spans: Sequence[ReadableSpan], batch_id: str) -> bool | None:
-        """A server's fast way in: the spans as one Native block, no JSON (measured 3-4x less
-        work here and on the server). True when stored, False when the server is down or the
-        insert failed (the batch goes to the spool), None when the block could not be made
-        (the batch goes the JSONEachRow way)."""
-        if self.settings.embedded or self._shutdown or self.server_down:
-            return False
+        return finish
+
+    def _insert_failed(self, table: str, e: Exception) -> None:
+        if refuses_data(e):  # the server answered: it is up, the batch is at fault
+            logger.error("tokentrail: ClickHouse refused a %s batch (%s); it goes to the spool", table, one_line(e))
+        else:
+            self._server_failed(e)
+
+    def prepare(self, spans: Sequence[ReadableSpan]) -> Prepared:
+        """Encode a batch for the server (the CPU part of an export, no I/O): the processor
+        encodes the next batch while this one is inserted. Never raises."""
+        prepared = Prepared(spans, spool.new_batch_id())
+        if self.settings.embedded or self._shutdown or self.server_down or not spans:
+            return prepared  # the spool's way: JSONEachRow, made by send
         try:
-            block = native_block(span_columns(spans))
+            prepared.block = native_block(span_columns(spans))
         except Exception as e:  # the JSON way still stores every span; said once a kind
+            prepared.columns_failed = True
             if ("columns", type(e).__name__) not in self._told:
                 self._told.add(("columns", type(e).__name__))
                 logger.warning("tokentrail: columnar encoding failed (%s); sending JSONEachRow", one_line(e))
-            return None
+        return prepared
 
-        def insert_now() -> None:
-            self._server_client().raw_insert(
-                f"`{self.settings.database}`.spans",
-                COLUMN_NAMES,
-                insert_block=block,
-                fmt="Native",
-                settings=insert_settings(self.settings, batch_id),
-            )
+    def send(self, prepared: Prepared) -> Callable[[], SpanExportResult]:
+        """Start delivering a prepared batch; the returned function waits for it and gives the
+        export's result (the batch stored, or spooled under its id, or counted as lost). Call
+        it exactly once, before the next send from this thread. Never raises."""
+        if self._shutdown:
+            return _failure
+        if not prepared.spans:
+            return _success
+        block, batch_id = prepared.block, prepared.batch_id
+        if block is not None:
+            table = f"`{self.settings.database}`.spans"
+            options = insert_settings(self.settings, batch_id)
 
-        return self._send("spans", lambda: self._io.run(insert_now, self.deadline_s))
+            def insert_now() -> None:
+                self._server_client().raw_insert(table, COLUMN_NAMES, insert_block=block, fmt="Native", settings=options)
+
+            inserted = self._begin("spans", lambda: self._io.submit(insert_now, self.deadline_s))
+
+            def finish() -> SpanExportResult:
+                if inserted():
+                    return SpanExportResult.SUCCESS
+                return self._export_json(prepared, try_server=False)
+
+            return finish
+        result = self._export_json(prepared, try_server=prepared.columns_failed)
+        return lambda: result
+
+    def _export_json(self, prepared: Prepared, *, try_server: bool) -> SpanExportResult:
+        """The batch as JSONEachRow: into the server (when its columns could not be made), else
+        into the spool under the same batch id (an abandoned insert that landed is stored once:
+        the id is its deduplication token, whatever the format)."""
+        spans, batch_id = prepared.spans, prepared.batch_id
+        try:
+            rows = span_rows(spans)
+            payload = encode(rows)
+        except Exception as e:  # the SpanExporter contract: counted as lost, FAILURE, never raise
+            logger.exception("tokentrail: could not encode %d spans", len(spans))
+            self.losses.add("spans", len(spans), "encode_failed", one_line(e))
+            return SpanExportResult.FAILURE
+        if try_server and self._send("spans", lambda: self._insert_now("spans", payload, batch_id)):
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.SUCCESS if self._spool("spans", payload, batch_id, rows) else SpanExportResult.FAILURE
 
     def _spool(self, table: str, payload: bytes, batch_id: str, rows: Sequence[Mapping[str, Any]] | None) -> bool:
         """The same batch id in the spool: an abandoned insert that landed is stored once."""
@@ -254,24 +333,7 @@ class ClickHouseSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             return SpanExportResult.FAILURE
-        if not spans:
-            return SpanExportResult.SUCCESS
-        # the same batch id in the spool if the insert fails: an abandoned insert that landed
-        # is stored once (the id is its deduplication token, whatever the format)
-        batch_id = spool.new_batch_id()
-        sent = self._export_columns(spans, batch_id)
-        if sent:
-            return SpanExportResult.SUCCESS
-        try:
-            rows = span_rows(spans)
-            payload = encode(rows)
-        except Exception as e:  # the SpanExporter contract: counted as lost, FAILURE, never raise
-            logger.exception("tokentrail: could not encode %d spans", len(spans))
-            self.losses.add("spans", len(spans), "encode_failed", one_line(e))
-            return SpanExportResult.FAILURE
-        if sent is None and self._send("spans", lambda: self._insert("spans", payload, batch_id)):
-            return SpanExportResult.SUCCESS
-        return SpanExportResult.SUCCESS if self._spool("spans", payload, batch_id, rows) else SpanExportResult.FAILURE
+        return self.send(self.prepare(spans))()
 
     def shutdown(self) -> None:
         if self._shutdown:

@@ -6,11 +6,12 @@ making spans it gets a 33rd of the interpreter, and behind a hung server it expo
 all. A dropped span is a dropped cost.
 
 Here, when `max_queue` spans are waiting, the thread that ends the next span writes the oldest
-batch to the spool itself: encoding plus one local file write (about 20 µs a span, ~40 ms for a
-batch of 2048), never the network. A thread making spans faster than the exporter takes them
-thus pays for its own overflow, memory stays bounded (the queue plus the batches being
-spilled), and no span is dropped for lack of room. The spool is the store's own inbox: readers
-ingest it (embedded store), the exporter drains it into a server (each batch exactly once).
+spans to the spool itself: encoding plus one local file write (about 20 µs a span, ~40 ms for
+SPILL_BATCH spans), never the network. A thread making spans faster than the exporter takes
+them thus pays for its own overflow, memory stays bounded (the queue, the two batches of the
+export pipeline, the spans being spilled), and no span is dropped for lack of room. The spool
+is the store's own inbox: readers ingest it (embedded store), the exporter drains it into a
+server (each batch exactly once).
 What the spool cannot take (its size cap, a failing disk) is counted and recorded as lost.
 
 After shutdown, a span that still ends goes to the spool from the caller's thread too.
@@ -18,9 +19,11 @@ After shutdown, a span that still ends goes to the spool from the caller's threa
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import Context
@@ -33,6 +36,15 @@ logger = logging.getLogger("tokentrail.exporter")
 
 __all__ = ["LedgerSpanProcessor"]
 
+# Spans a batch: each insert into a server with the rollups' views costs ~50-100 ms of the
+# server's time whatever its size (a part per table), so small batches cap the ingest
+# (bench/server_ingest.py, load ~3: 16k spans/s at 2,048, 52k at 8,192, 92k at 32,768). 8,192
+# spans hold ~25 MB as SDK spans and ~50 MB at the peak of their encoding; a flush of a full
+# batch takes ~0.1-0.2 s. A caller that overflows the queue spills SPILL_BATCH spans at a time
+# (~20 µs a span: ~40 ms of its thread, not the 160 ms of a full batch).
+MAX_BATCH = 8192
+SPILL_BATCH = 2048
+
 
 class LedgerSpanProcessor(SpanProcessor):
     """Batches finished spans to `exporter` on one thread; spills to the spool when behind.
@@ -41,10 +53,14 @@ class LedgerSpanProcessor(SpanProcessor):
     is kept, sampled or not: a tokentrail span is a ledger entry.
     """
 
-    def __init__(self, exporter: Any, *, max_queue: int = 8192, max_batch: int = 2048, delay_s: float = 1.0) -> None:
+    def __init__(self, exporter: Any, *, max_queue: int = 16384, max_batch: int | None = None, delay_s: float = 1.0) -> None:
         self._exporter = exporter
         self.max_queue = max(1, max_queue)
-        self.max_batch = max(1, min(max_batch, self.max_queue))
+        # a full batch wakes the export thread while the queue still has room for the spans
+        # ended meanwhile: at most half the queue (a batch as big as the queue never woke it)
+        most = max(1, self.max_queue // 2)
+        self.max_batch = min(MAX_BATCH if max_batch is None else max(1, max_batch), most)
+        self.spill_batch = min(self.max_batch, SPILL_BATCH)
         self.delay_s = delay_s
         self._buf: list[ReadableSpan] = []
         self._inflight: set[int] = set()  # batches taken from the buffer and not yet delivered
@@ -86,8 +102,8 @@ class LedgerSpanProcessor(SpanProcessor):
                     if n == self.max_batch:
                         self._wake.set()
                     return
-                overflow = buf[: self.max_batch]
-                del buf[: self.max_batch]
+                overflow = buf[: self.spill_batch]
+                del buf[: self.spill_batch]
             batch_id = self._track()
             self.spilled_spans += len(overflow)
         try:
@@ -121,18 +137,40 @@ class LedgerSpanProcessor(SpanProcessor):
 
     def _export_waiting(self) -> None:
         """Export the spans waiting now (not those ended meanwhile: a flush under a steady
-        stream of spans must end)."""
+        stream of spans must end). A pipeline of two: batch N+1 is encoded on this thread while
+        batch N is inserted on the exporter's I/O thread; each batch is delivered (stored,
+        spooled or counted lost) before this returns."""
         with self._lock:
             left = len(self._buf)
-        while (taken := self._take(left)) is not None:
-            batch_id, batch = taken
-            left -= len(batch)
-            try:
-                self._exporter.export(batch)  # never raises, counts its own losses
-            except Exception:  # the export thread must survive any exporter
-                logger.exception("tokentrail: exporter raised (%d spans)", len(batch))
-            finally:
-                self._done(batch_id)
+        prepare = getattr(self._exporter, "prepare", None)
+        pending: tuple[int, int, Callable[[], object]] | None = None
+        try:
+            while (taken := self._take(left)) is not None:
+                batch_id, batch = taken
+                left -= len(batch)
+                if prepare is None:  # an exporter without the two steps: one batch at a time
+                    self._deliver(batch_id, len(batch), functools.partial(self._exporter.export, batch))
+                    continue
+                try:
+                    prepared = prepare(batch)  # while the previous batch is being inserted
+                    if pending is not None:
+                        self._deliver(*pending)
+                        pending = None
+                    pending = (batch_id, len(batch), self._exporter.send(prepared))
+                except Exception:  # the export thread must survive any exporter
+                    logger.exception("tokentrail: exporter raised (%d spans)", len(batch))
+                    self._done(batch_id)
+        finally:
+            if pending is not None:
+                self._deliver(*pending)
+
+    def _deliver(self, batch_id: int, n: int, finish: Callable[[], object]) -> None:
+        try:
+            finish()  # never raises, counts its own losses
+        except Exception:  # the export thread must survive any exporter
+            logger.exception("tokentrail: exporter raised (%d spans)", n)
+        finally:
+            self._done(batch_id)
 
     # -- the export thread -----------------------------------------------------------------
     def _run(self) -> None:
@@ -150,11 +188,13 @@ class LedgerSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Deliver every span ended so far (to the store, the spool, or counted as lost)."""
         deadline = time.monotonic() + timeout_millis / 1000
-        with self._lock:
-            earlier = set(self._inflight)  # batches other threads are delivering now
         self._export_waiting()
         with self._lock:
-            while earlier & self._inflight:  # not later ones: under a steady stream, a flush ends
+            # every span ended before this call is now in a batch taken so far (by this thread,
+            # the export thread or a spilling caller): wait for those, not for later ones (under
+            # a steady stream of spans a flush must end)
+            upto = self._taken
+            while any(b <= upto for b in self._inflight):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -75,24 +76,38 @@ class Deadlines:
                 continue
             busy.set()
             try:
-                fut.set_result(fn())
+                result = fn()
             except BaseException as e:  # handed to the waiting caller
+                busy.clear()  # before the caller wakes: its next call must not find us busy
                 fut.set_exception(e)
-            finally:
+            else:
                 busy.clear()
+                fut.set_result(result)
 
     def run(self, fn: Callable[[], T], seconds: float) -> T:
         """fn() on the worker thread; its result or its exception, or DeadlineExceeded after
         `seconds`."""
+        return self.submit(fn, seconds)()
+
+    def submit(self, fn: Callable[[], T], seconds: float) -> Callable[[], T]:
+        """Start fn() on the worker thread and return at once; calling the returned function
+        waits for fn's result (or raises its exception, or DeadlineExceeded once `seconds` have
+        passed since the submit). The caller works meanwhile: the exporter encodes the next
+        batch while this one is inserted. Call it once, before the next submit."""
         if self._busy.is_set():
             raise DeadlineExceeded("an earlier call to the server has not returned yet")
         fut: Future[T] = Future()
+        due = time.monotonic() + seconds
         self._start().put((fn, fut))
-        try:
-            return fut.result(timeout=max(seconds, 0.001))
-        except FutureTimeout:
-            fut.cancel()
-            raise DeadlineExceeded(f"no answer within {seconds:g} s") from None
+
+        def wait() -> T:
+            try:
+                return fut.result(timeout=max(due - time.monotonic(), 0.001))
+            except FutureTimeout:
+                fut.cancel()
+                raise DeadlineExceeded(f"no answer within {seconds:g} s") from None
+
+        return wait
 
     def close(self) -> None:
         with self._lock:
