@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ..store import Store
-from .filters import MODEL_OPERATIONS
-
-
-def _naive_utc(t: datetime) -> datetime:
-    # the parameter is typed DateTime64(6, 'UTC'): naive UTC, so no zone conversion happens
-    return t.astimezone(timezone.utc).replace(tzinfo=None)
-
+from .filters import MODEL_OPERATIONS, naive_utc
 
 TABLES = ("spans", "budget_events", "lost_spans")
 
@@ -24,7 +18,7 @@ def row_counts(store: Store, tables: tuple[str, ...] = TABLES) -> dict[str, int]
 def budget_event_counts(store: Store, since: datetime) -> dict[str, int]:
     """How many budget events of each kind (warn, block, alert, ...) since `since`."""
     sql = f"SELECT event, count() FROM {store.table('budget_events')} WHERE timestamp >= {{since:DateTime64(6, 'UTC')}} GROUP BY event"
-    return {str(e): int(n) for e, n in store.rows(sql, {"since": _naive_utc(since)})}
+    return {str(e): int(n) for e, n in store.rows(sql, {"since": naive_utc(since)})}
 
 
 def blocked_calls_by_model(store: Store, since: datetime) -> list[tuple[str, int]]:
@@ -36,5 +30,5 @@ def blocked_calls_by_model(store: Store, since: datetime) -> list[tuple[str, int
     )
     return [
         (str(m), int(n))
-        for m, n in store.rows(sql, {"since": _naive_utc(since), "ops": list(MODEL_OPERATIONS)})
+        for m, n in store.rows(sql, {"since": naive_utc(since), "ops": list(MODEL_OPERATIONS)})
     ]

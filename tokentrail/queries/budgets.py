@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from .filters import MODEL_OPERATIONS, Filters, Where
+from .filters import MODEL_OPERATIONS, Filters, Where, naive_utc
 from .source import Facts, facts
 
 __all__ = ["Scope", "budget_events", "burndown_rows", "scope_facts", "spend_rows"]
@@ -118,7 +118,7 @@ def budget_events(
         params["events"] = list(events)
     if since is not None:
         conds.append("timestamp >= {since:DateTime64(6, 'UTC')}")
-        params["since"] = since.astimezone(timezone.utc).replace(tzinfo=None)
+        params["since"] = naive_utc(since)
     order = "ASC" if oldest_first else "DESC"
     tail = ""
     if limit is not None:

@@ -132,10 +132,10 @@ class Filters:
         # naive UTC: the parameter is typed DateTime64(6, 'UTC'), so no zone conversion happens
         if since is not None:
             conditions.append(f"timestamp >= {{{prefix}since:DateTime64(6, 'UTC')}}")
-            params[f"{prefix}since"] = since.astimezone(timezone.utc).replace(tzinfo=None)
+            params[f"{prefix}since"] = naive_utc(since)
         if until is not None:
             conditions.append(f"timestamp < {{{prefix}until:DateTime64(6, 'UTC')}}")
-            params[f"{prefix}until"] = until.astimezone(timezone.utc).replace(tzinfo=None)
+            params[f"{prefix}until"] = naive_utc(until)
         for name, column in _FILTER_COLUMNS.items():
             value = getattr(self, name)
             if value is None:
@@ -178,6 +178,11 @@ FILTER_FIELDS: dict[str, str] = {
     "model": "request_model",
     "provider": "provider",
 }
+
+
+def naive_utc(t: datetime) -> datetime:
+    """A time as a {x:DateTime64(6, 'UTC')} parameter takes it: naive UTC, so no zone conversion happens."""
+    return t.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _utc(value: Any) -> datetime:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..store.schema import ROLLUP_TIERS, SPEND_METRICS, SPEND_ROLLUPS
-from .filters import _FILTER_COLUMNS, MODEL_OPERATIONS, Filters, Where
+from .filters import _FILTER_COLUMNS, MODEL_OPERATIONS, Filters, Where, naive_utc
 
 _TIERS = ", ".join(str(t) for t in ROLLUP_TIERS)
 
@@ -97,8 +97,6 @@ def _floor(t: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(ts - ts % seconds, tz=timezone.utc)
 
 
-def _naive(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def pick(
@@ -159,10 +157,10 @@ def facts(
     time_raw: list[str] = []
     if since is not None:
         time_raw.append(f"timestamp >= {{{prefix}since:DateTime64(6, 'UTC')}}")
-        params[f"{prefix}since"] = _naive(since)
+        params[f"{prefix}since"] = naive_utc(since)
     if until is not None:
         time_raw.append(f"timestamp < {{{prefix}until:DateTime64(6, 'UTC')}}")
-        params[f"{prefix}until"] = _naive(until)
+        params[f"{prefix}until"] = naive_utc(until)
     if rollup is None:
         cond = " AND ".join([*time_raw, raw_where.sql]) or "1"
         return Facts(f"(SELECT {raw_cols} FROM {spans} AS s WHERE {cond})", params, None)
@@ -174,7 +172,7 @@ def facts(
     )
     col = rollup.bucket
     # a day rollup's Date compares with Dates (a DateTime would be read in the server's zone)
-    typ, val = ("DateTime('UTC')", _naive) if col == "hour" else ("Date", lambda t: t.astimezone(timezone.utc).date())
+    typ, val = ("DateTime('UTC')", naive_utc) if col == "hour" else ("Date", lambda t: t.astimezone(timezone.utc).date())
     roll: list[str] = []
     if since is not None:
         roll.append(f"{col} >= {{{prefix}lo:{typ}}}")
@@ -201,8 +199,8 @@ def facts(
             for i in range(len(raw_buckets))
         )
         for i, b in enumerate(raw_buckets):
-            params[f"{prefix}b{i}"] = _naive(b)
-            params[f"{prefix}e{i}"] = _naive(b + timedelta(seconds=step))
+            params[f"{prefix}b{i}"] = naive_utc(b)
+            params[f"{prefix}e{i}"] = naive_utc(b + timedelta(seconds=step))
         cond = " AND ".join([*time_raw, f"({ranges})", raw_where.sql])
         parts.append(f"SELECT {raw_cols} FROM {spans} AS s WHERE {cond}")
     return Facts(f"({' UNION ALL '.join(parts)})", params, rollup.name)

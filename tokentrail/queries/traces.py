@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from ..store import Store
-from .filters import Filters, _utc
+from .filters import Filters, _utc, naive_utc
 from .source import TRACES, facts
-
-
-def _naive(t: datetime) -> datetime:
-    return t.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 # -- traces ---------------------------------------------------------------------------------
@@ -107,7 +103,7 @@ def trace_wholes(store: Store, trace_ids: list[str], *, since: datetime) -> dict
             f"SELECT trace_id, count(), argMin(name, (parent_span_id != '', timestamp)), {dur.format(lo='min(timestamp)', hi=end)} "
             f"FROM {store.table('spans')} WHERE trace_id IN {{ids:Array(String)}} "
             "AND timestamp >= {lo:DateTime64(6, 'UTC')} GROUP BY trace_id",
-            {"ids": trace_ids, "lo": _naive(since - timedelta(days=1))},
+            {"ids": trace_ids, "lo": naive_utc(since - timedelta(days=1))},
         )
     return {str(t): (int(n), str(root), float(d or 0.0)) for t, n, root, d in rows}
 
@@ -158,7 +154,7 @@ def trace_spans(store: Store, trace_id: str) -> list[TraceSpan]:
     if trace_id in known:  # read by trace id within its range, not the whole table
         lo, hi = known[trace_id]
         bound = " AND timestamp >= {lo:DateTime64(6, 'UTC')} AND timestamp <= {hi:DateTime64(6, 'UTC')}"
-        params.update(lo=_naive(lo), hi=_naive(hi))
+        params.update(lo=naive_utc(lo), hi=naive_utc(hi))
     rows = store.rows(
         "SELECT span_id, parent_span_id, timestamp, duration_ms, name, operation, provider, "
         "if(response_model != '', response_model, request_model), input_tokens, output_tokens, "
