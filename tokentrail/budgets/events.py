@@ -86,8 +86,7 @@ class Events:
         first: the ledger's claim is atomic across every process on it."""
         claimed = self._ledger.claim_forecast(inst, now)
         with self._lock:
-            if inst.forecast_alerted:
-                return
+            # the winner alerts even when a losing thread of this process took the lock first
             inst.forecast_alerted = True
             if not claimed:
                 return
