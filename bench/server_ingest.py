@@ -202,10 +202,10 @@ def through_processor(spans: list[ReadableSpan], url: str, tmp: Path, queue: int
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spans", type=int, default=200_000)
-    ap.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 512 and 8192)")
+    ap.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 8192 and 16384)")
     ap.add_argument("--url", help="a ClickHouse server URL (default: one started here on loopback)")
     args = ap.parse_args()
-    sizes = args.batch or [512, 8192]
+    sizes = args.batch or [8192, 16384]
     tmp = Path(tempfile.mkdtemp(prefix="tokentrail-ingest-"))
     server = None
     try:
@@ -224,8 +224,8 @@ def main() -> None:
         for size in sizes:
             measure(spans, size, url, tmp, pid)
         print("\nthe processor, spans ended one by one on this thread (an application's way):")
-        through_processor(spans, url, tmp, 8192, 2048)  # the defaults before
-        through_processor(spans, url, tmp, 16384, None)  # the defaults now
+        through_processor(spans, url, tmp, 16384, 8192)  # the defaults before
+        through_processor(spans, url, tmp, 32768, None)  # the defaults now
         print("\npipelined = the span processor's flush: encode batch N+1 while batch N is inserted")
         print("exporter = encode + insert into the server, one batch after the other; target >= 100,000 spans/s")
     finally:

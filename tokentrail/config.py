@@ -77,7 +77,7 @@ class Settings:
     webhook_url: str | None = None
     insert_deadline_s: float = 5.0
     spool_max_bytes: int = 1 << 30
-    queue_max_spans: int = 16384
+    queue_max_spans: int = 32768
     sql_max_seconds: float = 30.0
     sql_max_memory_bytes: int = 4 << 30
     sql_max_rows: int = 1_000_000

@@ -37,12 +37,12 @@ logger = logging.getLogger("tokentrail.exporter")
 __all__ = ["LedgerSpanProcessor"]
 
 # Spans a batch: each insert into a server with the rollups' views costs ~50-100 ms of the
-# server's time whatever its size (a part per table), so small batches cap the ingest
-# (bench/server_ingest.py, load ~3: 16k spans/s at 2,048, 52k at 8,192, 92k at 32,768). 8,192
-# spans hold ~25 MB as SDK spans and ~50 MB at the peak of their encoding; a flush of a full
-# batch takes ~0.1-0.2 s. A caller that overflows the queue spills SPILL_BATCH spans at a time
-# (~20 µs a span: ~40 ms of its thread, not the 160 ms of a full batch).
-MAX_BATCH = 8192
+# server's time whatever its size (a part per table and view), so small batches cap the ingest
+# (bench/server_ingest.py, pipelined, load ~2: 37k spans/s at 2,048, 72-91k at 8,192, 114k at
+# 16,384, 115k at 32,768). 16,384 spans hold ~50 MB as SDK spans (~3 KB each) and ~100 MB at the
+# peak of their encoding; a flush of a full batch takes ~0.15-0.3 s. A caller that overflows the
+# queue spills SPILL_BATCH spans at a time (~20 µs a span: ~40 ms of its thread).
+MAX_BATCH = 16384
 SPILL_BATCH = 2048
 
 
@@ -53,7 +53,7 @@ class LedgerSpanProcessor(SpanProcessor):
     is kept, sampled or not: a tokentrail span is a ledger entry.
     """
 
-    def __init__(self, exporter: Any, *, max_queue: int = 16384, max_batch: int | None = None, delay_s: float = 1.0) -> None:
+    def __init__(self, exporter: Any, *, max_queue: int = 32768, max_batch: int | None = None, delay_s: float = 1.0) -> None:
         self._exporter = exporter
         self.max_queue = max(1, max_queue)
         # a full batch wakes the export thread while the queue still has room for the spans
