@@ -638,3 +638,37 @@ def test_forecast_alert_fires_once_per_period_with_the_projected_date(make: Any)
     assert row["estimated_cost_usd"] == Decimal("6.2")
     assert row["spent_usd"] == Decimal("1.8")
     assert "forecast to reach its $6.00 limit on 2026-03-31 00:00 UTC" in row["message"]
+
+
+def test_the_forecast_claims_winner_alerts_when_a_losing_thread_takes_the_lock_first(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads of one process see the forecast cross at once: the ledger's claim (atomic
+    across processes) goes to one. Forced order: the loser records "seen" first; the winner
+    still alerts (CI once saw no alert at all from 4 processes x 4 threads on Redis)."""
+    clock = Clock()
+    clock.set("2026-03-10T00:00:00")
+    rt = make(Budget(name="monthly", limit_usd=6, period="month", warn_at=()), clock=clock)
+    for _ in range(5):
+        call(rt)  # $1.50: no forecast yet
+    ledger = mgr(rt)._ledger
+    real = ledger.claim_forecast
+    lost = threading.Event()
+    results: list[bool] = []
+
+    def claim(item: Any, now: int) -> bool:
+        won = real(item, now)
+        results.append(won)
+        if won:
+            assert lost.wait(10)  # the loser goes on (and takes the manager's lock) first
+            time.sleep(0.1)
+        else:
+            lost.set()
+        return won
+
+    monkeypatch.setattr(ledger, "claim_forecast", claim)
+    threads = [threading.Thread(target=call, args=(rt,)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [False, True]
+    assert len([r for r in store_events(rt) if r["event"] == "forecast"]) == 1
