@@ -226,6 +226,7 @@ def main() -> None:
         print("\nthe processor, spans ended one by one on this thread (an application's way):")
         through_processor(spans, url, tmp, 16384, 8192)  # the defaults before
         through_processor(spans, url, tmp, 32768, None)  # the defaults now
+        through_processor(spans, url, tmp, 65536, None)  # queue_max_spans = 65536: batches of 32,768
         print("\npipelined = the span processor's flush: encode batch N+1 while batch N is inserted")
         print("exporter = encode + insert into the server, one batch after the other; target >= 100,000 spans/s")
     finally:

@@ -133,7 +133,7 @@ class _Recorder:
 
 def test_batches_are_at_most_half_the_queue_and_a_full_one_wakes_the_export_thread() -> None:
     assert (LedgerSpanProcessor(_Recorder()).max_queue, LedgerSpanProcessor(_Recorder()).max_batch) == (32768, 16384)
-    assert LedgerSpanProcessor(_Recorder(), max_queue=100_000).max_batch == 16384
+    assert LedgerSpanProcessor(_Recorder(), max_queue=100_000).max_batch == 32768
     rec = _Recorder()
     processor = LedgerSpanProcessor(rec, max_queue=512, delay_s=60)  # woken only by a full batch
     assert (processor.max_batch, processor.spill_batch) == (256, 256)

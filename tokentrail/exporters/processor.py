@@ -38,11 +38,12 @@ __all__ = ["LedgerSpanProcessor"]
 
 # Spans a batch: each insert into a server with the rollups' views costs ~50-100 ms of the
 # server's time whatever its size (a part per table and view), so small batches cap the ingest
-# (bench/server_ingest.py, pipelined, load ~2: 37k spans/s at 2,048, 72-91k at 8,192, 114k at
-# 16,384, 115k at 32,768). 16,384 spans hold ~50 MB as SDK spans (~3 KB each) and ~100 MB at the
-# peak of their encoding; a flush of a full batch takes ~0.15-0.3 s. A caller that overflows the
-# queue spills SPILL_BATCH spans at a time (~20 µs a span: ~40 ms of its thread).
-MAX_BATCH = 16384
+# (bench/server_ingest.py, pipelined, load 0.2-2, medians: 79k spans/s at 8,192, 85k at 16,384,
+# 106k at 32,768). A batch is at most half the queue: the default queue (32,768) makes 16,384,
+# ~50 MB as SDK spans (~3 KB each) and ~100 MB at the peak of their encoding; queue_max_spans =
+# 65536 makes 32,768. A caller that overflows the queue spills SPILL_BATCH spans at a time
+# (~20 µs a span: ~40 ms of its thread).
+MAX_BATCH = 32768
 SPILL_BATCH = 2048
 
 
