@@ -12,13 +12,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from rich.console import Console
 
 import tokentrail
 from tokentrail import AllowanceExceeded, Budget, BudgetExceeded, ConfigError, runtime, testing
 from tokentrail.budgets.allowances import Account, replay
+from tokentrail.budgets.cli import budgets_table
+from tokentrail.budgets.status import allowance_text
+from tokentrail.budgets.status import status as budget_status
 from tokentrail.context import Attribution
+from tokentrail.exporters.rows import encode
 from tokentrail.queries.budgets import budget_events
-from tokentrail.store import open_store
+from tokentrail.store import open_store, spool
 
 NS = 1_000_000_000
 PRICES = {"m-out": {"input_per_mtok": 0, "output_per_mtok": 3000}}  # 100 output tokens: $0.30
@@ -77,6 +82,15 @@ def _rows(rt: runtime.Tokentrail, budget: str) -> list[dict[str, Any]]:
         return budget_events(store, budget=budget, events=("carry", "overage"), limit=None, oldest_first=True)
 
 
+def _spans(rt: runtime.Tokentrail, *rows: tuple[str, str, str]) -> None:
+    """Model-call spans (UTC timestamp, user_id, cost) into the spool, as an application writes them."""
+    payload = encode(
+        {"timestamp": ts, "span_id": f"{i:016x}", "operation": "chat", "project": "shop", "user_id": user, "cost_usd": cost, "cost_status": "priced"}
+        for i, (ts, user, cost) in enumerate(rows)
+    )
+    spool.write(rt.settings.spool_dir, "spans", spool.new_batch_id(), payload)
+
+
 def _ny(iso: str) -> datetime:
     return datetime.fromisoformat(iso).replace(tzinfo=NY).astimezone(timezone.utc)
 
@@ -104,6 +118,13 @@ def test_rollover_carries_unused_spend_across_a_new_york_month_end_and_a_month_w
     state = replay(rows)
     assert state[("savings", "", _ny("2026-02-01T00:00:00").replace(tzinfo=None))] == Account(carry_usd=Decimal("0.9"))
     assert state[("savings", "", _ny("2026-04-01T00:00:00").replace(tzinfo=None))].carry_usd == Decimal("1.2")
+    # `tokentrail budgets` and the Budgets page: April's limit with its carry
+    with open_store(rt.settings) as store:
+        (st,) = budget_status(store, rt.settings, clock.now)
+    assert (st.limit_usd, st.carry_usd, st.effective_limit_usd, st.remaining_usd) == (
+        Decimal("1.2"), Decimal("1.2"), Decimal("2.4"), Decimal("2.4"),
+    )  # fmt: skip
+    assert allowance_text(st) == "carry +$1.20"
 
 
 def test_rollover_capped_in_dollars_and_by_periods(make: Callable[..., runtime.Tokentrail]) -> None:
@@ -140,6 +161,13 @@ def test_allowance_with_overage_warn_prices_each_call_past_the_allowance(make: C
     (acct,) = replay(rows).values()
     assert acct == Account(overage_usd=Decimal("1.575"), overage_calls=4)
     assert "$0.225 in overage at x1.5" in rows[0]["message"]
+    _spans(rt, ("2026-05-10 16:00:00", "alice", "1.5"))  # alice's five calls as the store holds them
+    with open_store(rt.settings) as store:
+        (st,) = budget_status(store, rt.settings, clock.now)
+    assert (st.scope_value, st.spent_usd, st.allowance_usd, st.overage_usd, st.overage_calls, st.state) == (
+        "alice", Decimal("1.5"), Decimal("0.45"), Decimal("1.575"), 4, "exceeded",
+    )  # fmt: skip
+    assert allowance_text(st) == "$0.45 included, overage $1.575 (4 calls)"
 
 
 def test_allowance_overage_block_and_downgrade_show_the_overage_price(make: Callable[..., runtime.Tokentrail]) -> None:
@@ -233,6 +261,18 @@ def test_pool_lends_past_a_members_limit_and_the_debt_is_repaid_next_period(make
     assert (march.loan_usd, march.loans, march.repaid_usd) == (Decimal("0.6"), 2, Decimal(0))
     assert (april.loan_usd, april.loans, april.repaid_usd, april.carry_usd) == (Decimal("0.6"), 2, Decimal("0.6"), Decimal("-0.6"))
     assert any("borrowed $0.30 from pool 'org'" in r["message"] for r in rows)
+    with open_store(rt.settings) as store:
+        shown = {st.budget: st for st in budget_status(store, rt.settings, clock.now)}
+    # April: search's $0.60 limit less the $0.60 repaid; what it spent was borrowed
+    assert (shown["search"].carry_usd, shown["search"].effective_limit_usd, shown["search"].loan_usd) == (
+        Decimal("-0.6"), Decimal(0), Decimal("0.6"),
+    )  # fmt: skip
+    assert allowance_text(shown["search"]) == "debt repaid $0.60; borrowed $0.60 (2 loans)"
+    assert allowance_text(shown["ads"]) == "-"
+    table = Console(width=250, record=True)
+    table.print(budgets_table(list(shown.values()), {}))
+    text = table.export_text()
+    assert "Carry, loans, overage" in text and "borrowed $0.60 (2 loans)" in text
 
 
 def test_pool_config_errors() -> None:

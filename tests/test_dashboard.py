@@ -380,9 +380,43 @@ def test_budgets_page(tt_home: Path, store_now: datetime) -> None:
         assert list(summary["forecast_usd"]) == [f"${format_usd(f)}" for f in expected]
         assert list(summary["forecast"]) == ["over the limit" if f >= lim and s < lim else "-" for f, s, lim in zip(expected, (month, day), (Decimal("0.01"), Decimal(1)), strict=True)]
         assert "None" not in summary.astype(str).to_string()
+        assert "allowance" not in summary.columns  # no carry, loan or allowance: no such column
         events = at.dataframe[1].value
         assert list(events["message"]) == ["search-team reached 50%"]
         assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    finally:
+        rt.shutdown()
+        testing.reset()
+        dash_data.refresh()
+
+
+def test_budgets_page_shows_a_rollover_budgets_carry(tt_home: Path, store_now: datetime) -> None:
+    """A rollover budget's carry into this month (a budget_events row): in the table, and in the
+    limit the page measures the spend against."""
+    Path("tokentrail.toml").write_text(
+        '[[budgets]]\nname = "savings"\nlimit_usd = 0.01\nperiod = "month"\nrollover = { periods = 1 }\naction = "warn"\n'
+        '[[budgets]]\nname = "plain"\nlimit_usd = 1\nperiod = "month"\naction = "warn"\n'
+    )
+    rt = tokentrail.configure(home=tt_home, project="test")
+    month_start = store_now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    try:
+        write_calls(rt, CALLS, store_now)
+        (spent,) = sql(rt, f"SELECT sum(cost_usd) FROM tokentrail.spans WHERE cost_usd IS NOT NULL AND timestamp >= {ts(month_start)}")[0]
+        carry = 2 * Decimal(spent)  # carried in: the limit with it is twice this month's spend and $0.01
+        with open_store(rt.settings) as store:
+            store.client.command(
+                "INSERT INTO tokentrail.budget_events (timestamp, budget, event, spent_usd, limit_usd, estimated_cost_usd, period_start, message, event_id) "
+                f"VALUES ({ts(month_start)}, 'savings', 'carry', 0, 0.01, {carry}, {ts(month_start)}, 'carry', 'c1')"
+            )
+        dash_data.refresh()
+        at = app().run()
+        at.switch_page("views/budgets.py").run()
+        assert_clean(at)
+        summary = at.dataframe[0].value
+        assert list(summary["budget"]) == ["savings", "plain"]
+        assert list(summary["allowance"]) == [f"carry +${format_usd(carry)}", "-"]
+        assert summary["used_pct"][0] == pytest.approx(float(Decimal(spent) / (carry + Decimal("0.01"))) * 100)
+        assert 0 < summary["used_pct"][0] < 50  # against the limit with its carry, not $0.01 alone
     finally:
         rt.shutdown()
         testing.reset()

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import clock
-from .status import BudgetStatus, fmt_usd, status
+from .status import BudgetStatus, allowance_text, fmt_usd, status
 
 __all__ = ["budgets_command", "budgets_table"]
 
@@ -37,6 +37,7 @@ def _runs_out(s: BudgetStatus, tz: str) -> str:
 
 def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Table:
     table = Table(title="Budgets", title_justify="left")
+    extra = any(allowance_text(s) != "-" for s in statuses)  # the column only where it says something
     for col, justify in (
         ("Budget", "left"),
         ("Scope", "left"),
@@ -47,6 +48,7 @@ def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Ta
         ("Forecast", "right"),
         ("Runs out", "left"),
         ("Action", "left"),
+        *((("Carry, loans, overage", "left"),) if extra else ()),
     ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for s in statuses:
@@ -55,7 +57,7 @@ def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Ta
             period = f"{s.period} from {_when(s.period_start, tz)[:10]}"
         else:
             period = "total" if s.period == "total" else f"last {s.period}"
-        used = "-" if s.limit_usd == 0 else f"{s.used:.0%}"
+        used = "-" if s.effective_limit_usd <= 0 else f"{s.used:.0%}"
         table.add_row(
             s.budget,
             s.scope_value or "(all)",
@@ -66,6 +68,7 @@ def budgets_table(statuses: list[BudgetStatus], timezones: dict[str, str]) -> Ta
             "-" if s.forecast_usd is None else f"${fmt_usd(s.forecast_usd)}" + (" (over)" if s.forecast_over else ""),
             _runs_out(s, tz),
             s.action,
+            *((allowance_text(s),) if extra else ()),
         )
     return table
 

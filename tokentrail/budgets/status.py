@@ -16,11 +16,12 @@ from typing import Any, cast
 from .. import clock
 from ..errors import format_usd as fmt_usd
 from ..queries.budgets import burndown_rows
+from .allowances import CARRY, LOAN, OVERAGE, REPAY, Account, replay
 from .model import Budget, CompiledBudget, coerce_budgets, compile_budget, scope_value
 from .periods import CALENDAR, NS, Window, length_ns, window
 from .spend import Spend, as_store, fetch_spend, scope_of
 
-__all__ = ["BudgetStatus", "burndown", "fmt_usd", "recent_events", "status"]
+__all__ = ["BudgetStatus", "allowance_text", "burndown", "fmt_usd", "recent_events", "status"]
 
 _Q = Decimal("0.000000001")
 
@@ -49,22 +50,52 @@ class BudgetStatus:
     exhausts_at: datetime | None
     calls: int
     state: str  # "ok" | "warning" (past the first warn_at) | "exceeded" (at or past the limit)
+    # allowances, as budget_events records them for this period (allowances.replay): the carry
+    # into it (rollover; a pool member's debt repaid from it, negative), a pool member's loans,
+    # the overage past an included allowance (at the overage rate)
+    carry_usd: Decimal = Decimal(0)
+    loan_usd: Decimal = Decimal(0)
+    loans: int = 0
+    overage_usd: Decimal = Decimal(0)
+    overage_calls: int = 0
+    allowance_usd: Decimal | None = None
+
+    @property
+    def effective_limit_usd(self) -> Decimal:
+        """The limit this period enforces: the configured one plus the carry into it."""
+        return self.limit_usd + self.carry_usd
 
     @property
     def forecast_over(self) -> bool:
         """The forecast crosses the limit before the period ends (what the `forecast` alert says)."""
-        return self.forecast_usd is not None and self.forecast_usd >= self.limit_usd and self.state != "exceeded"
+        return self.forecast_usd is not None and self.forecast_usd >= self.effective_limit_usd and self.state != "exceeded"
 
     @property
     def remaining_usd(self) -> Decimal:
-        return max(self.limit_usd - self.spent_usd, Decimal(0))
+        return max(self.effective_limit_usd - self.spent_usd, Decimal(0))
 
     @property
     def used(self) -> float:
-        """Fraction of the limit spent (a ratio, not money)."""
-        if self.limit_usd == 0:
+        """Fraction of the limit (with its carry) spent (a ratio, not money)."""
+        limit = self.effective_limit_usd
+        if limit <= 0:
             return 0.0 if self.spent_usd == 0 else float("inf")
-        return float(self.spent_usd / self.limit_usd)
+        return float(self.spent_usd / limit)
+
+
+def allowance_text(s: BudgetStatus) -> str:
+    """This period's carry, loans and overage in a few words ("-" when there are none)."""
+    parts = []
+    if s.carry_usd > 0:
+        parts.append(f"carry +${fmt_usd(s.carry_usd)}")
+    elif s.carry_usd < 0:
+        parts.append(f"debt repaid ${fmt_usd(-s.carry_usd)}")
+    if s.loans:
+        parts.append(f"borrowed ${fmt_usd(s.loan_usd)} ({s.loans} loan{'s' if s.loans != 1 else ''})")
+    if s.allowance_usd is not None:
+        over = f", overage ${fmt_usd(s.overage_usd)} ({s.overage_calls} call{'s' if s.overage_calls != 1 else ''})" if s.overage_calls else ""
+        parts.append(f"${fmt_usd(s.allowance_usd)} included{over}")
+    return "; ".join(parts) or "-"
 
 
 def _now_ns(now: datetime | int | None) -> int:
@@ -81,24 +112,29 @@ def _dt(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
 
 
-def _one(cb: CompiledBudget, w: Window, now: int, key: tuple[str, ...], s: Spend | None, label: str | None = None) -> BudgetStatus:
+def _one(
+    cb: CompiledBudget, w: Window, now: int, key: tuple[str, ...], s: Spend | None, label: str | None = None, acct: Account | None = None
+) -> BudgetStatus:
     b = cb.budget
+    acct = acct or Account()
+    carry = acct.carry_usd if cb.carry_cap_n is not None or b.pool is not None else Decimal(0)
+    limit = cb.limit + carry  # what the ledger enforces this period
     spent = s.spent_usd if s else Decimal(0)
     forecast: Decimal | None = None
     exhausts: datetime | None = None
     if spent > 0 and b.period in CALENDAR and w.end_ns is not None:
         elapsed = max(now - w.start_ns, 1)
         forecast = (spent * (length_ns(b.period, w) or elapsed) / elapsed).quantize(_Q)
-        if spent < cb.limit:
-            t = now + int((cb.limit - spent) * elapsed / spent)
+        if spent < limit:
+            t = now + int((limit - spent) * elapsed / spent)
             exhausts = _dt(t) if t < w.end_ns else None
-    elif 0 < spent < cb.limit and b.period == "total" and s is not None and s.first is not None:
+    elif 0 < spent < limit and b.period == "total" and s is not None and s.first is not None:
         elapsed = max(now - _now_ns(s.first), 1)
-        exhausts = _dt(now + int((cb.limit - spent) * elapsed / spent))
+        exhausts = _dt(now + int((limit - spent) * elapsed / spent))
     first_warn = min(cast("tuple[float, ...]", b.warn_at)) if b.warn_at else 1.0  # a tuple after validation
-    if spent >= cb.limit:
+    if spent >= limit:
         state = "exceeded"
-    elif spent >= cb.limit * Decimal(str(first_warn)):
+    elif spent >= limit * Decimal(str(first_warn)):
         state = "warning"
     else:
         state = "ok"
@@ -115,6 +151,12 @@ def _one(cb: CompiledBudget, w: Window, now: int, key: tuple[str, ...], s: Spend
         exhausts_at=exhausts,
         calls=s.calls if s else 0,
         state=state,
+        carry_usd=carry,
+        loan_usd=acct.loan_usd,
+        loans=acct.loans,
+        overage_usd=acct.overage_usd,
+        overage_calls=acct.overage_calls,
+        allowance_usd=None if b.allowance_usd is None else Decimal(str(b.allowance_usd)),
     )
 
 
@@ -130,17 +172,37 @@ def status(store: Any, settings: Any, now: datetime | int | None = None) -> list
     compiled = [compile_budget(i, b) for i, b in enumerate(_budgets(settings))]
     items = [(cb, window(cb.budget.period, cb.budget.timezone, now_ns)) for cb in compiled]
     spend = fetch_spend(store, items)
+    accounts = _accounts(store, items)
     out: list[BudgetStatus] = []
     for cb, w in items:
+        start = None if cb.budget.period == "total" else _dt(w.start_ns).replace(tzinfo=None)
+
+        def acct(value: str, cb: CompiledBudget = cb, start: datetime | None = start) -> Account | None:
+            return accounts.get((cb.budget.name, value, start)) if start is not None else None
+
         if not cb.star:
-            out.append(_one(cb, w, now_ns, (), spend.get((cb.index, ()))))
+            out.append(_one(cb, w, now_ns, (), spend.get((cb.index, ())), acct=acct("")))
             continue
         mine = sorted(((k, s) for (i, k), s in spend.items() if i == cb.index), key=lambda ks: (-ks[1].spent_usd, ks[0]))
         if not mine:
             out.append(_one(cb, w, now_ns, (), None, label="*"))
         for k, s in mine:
-            out.append(_one(cb, w, now_ns, k, s))
+            out.append(_one(cb, w, now_ns, k, s, acct=acct(scope_value(k))))
     return out
+
+
+def _accounts(store: Any, items: Sequence[tuple[CompiledBudget, Window]]) -> dict[tuple[str, str, datetime], Account]:
+    """This period's carries, loans and overage of the budgets that have them, from budget_events
+    (one read, and none when no budget has an allowance, a rollover or a pool)."""
+    from ..queries.budgets import budget_events
+
+    mine = [(cb, w) for cb, w in items if cb.carry_cap_n is not None or cb.allowance_n is not None or cb.budget.pool is not None]
+    if not mine:
+        return {}
+    since = min(_dt(w.start_ns) for _, w in mine)
+    rows = budget_events(as_store(store), events=(CARRY, OVERAGE, LOAN, REPAY), since=since, limit=None, oldest_first=True)
+    names = {cb.budget.name for cb, _ in mine}
+    return replay(r for r in rows if r["budget"] in names)
 
 
 def burndown(
@@ -210,6 +272,12 @@ def status_rows(statuses: Sequence[BudgetStatus]) -> list[dict[str, Any]]:
             "exhausts_at": s.exhausts_at,
             "calls": s.calls,
             "state": s.state,
+            "carry_usd": s.carry_usd,
+            "loan_usd": s.loan_usd,
+            "loans": s.loans,
+            "overage_usd": s.overage_usd,
+            "overage_calls": s.overage_calls,
+            "allowance_usd": s.allowance_usd,
         }
         for s in statuses
     ]

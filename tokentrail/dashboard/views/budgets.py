@@ -7,6 +7,7 @@ from decimal import Decimal
 import pandas as pd
 import streamlit as st
 
+from tokentrail.budgets.status import allowance_text
 from tokentrail.dashboard import charts, data, fmt, state, ui
 from tokentrail.errors import format_usd
 
@@ -54,10 +55,13 @@ else:
                 "forecast": "over the limit" if s.forecast_over else "-",
                 "runs_out": f"{s.exhausts_at:%Y-%m-%d %H:%M}" if s.exhausts_at else "-",
                 "state": s.state,
+                "allowance": allowance_text(s),
             }
             for s in statuses
         ]
     )
+    if (summary["allowance"] == "-").all():  # no budget has a carry, a loan or an allowance
+        summary = summary.drop(columns=["allowance"])
     ui.table(
         summary,
         config={
@@ -72,6 +76,7 @@ else:
             "forecast": "Forecast alert",
             "runs_out": "Runs out (UTC)",
             "state": "State",
+            "allowance": "Carry, loans, overage",
         },
     )
 
