@@ -326,6 +326,17 @@ def test_what_if_matches_per_call_pricing_across_tiers(filled: runtime.Tokentrai
     assert result.actual_usd == sum((r["cost_usd"] for r in rows), Decimal(0))
 
 
+def _budgets_page_after_event(rt: runtime.Tokentrail, **event: str) -> Any:
+    """The Budgets page once one budget_events row (column -> SQL literal) is in the store."""
+    with open_store(rt.settings) as store:
+        store.client.command(f"INSERT INTO tokentrail.budget_events ({', '.join(event)}) VALUES ({', '.join(event.values())})")
+    dash_data.refresh()
+    at = app().run()
+    at.switch_page("views/budgets.py").run()
+    assert_clean(at)
+    return at
+
+
 @at_calendar_edges
 def test_budgets_page(tt_home: Path, store_now: datetime) -> None:
     """A month budget in UTC and a day budget in New York, on the page at every calendar edge:
@@ -345,15 +356,10 @@ def test_budgets_page(tt_home: Path, store_now: datetime) -> None:
         assert day_end - day_start == timedelta(hours=23)
     try:
         write_calls(rt, CALLS, store_now)
-        with open_store(rt.settings) as store:
-            store.client.command(
-                "INSERT INTO tokentrail.budget_events (timestamp, budget, event, spent_usd, limit_usd, period_start, message, event_id) "
-                f"VALUES ({ts(store_now)}, 'search-team', 'warn', 0.0051, 0.01, {ts(month_start)}, 'search-team reached 50%', 'e1')"
-            )
-        dash_data.refresh()
-        at = app().run()
-        at.switch_page("views/budgets.py").run()
-        assert_clean(at)
+        at = _budgets_page_after_event(
+            rt, timestamp=ts(store_now), budget="'search-team'", event="'warn'", spent_usd="0.0051", limit_usd="0.01",
+            period_start=ts(month_start), message="'search-team reached 50%'", event_id="'e1'",
+        )  # fmt: skip
 
         def spent(start: datetime, end: datetime) -> Decimal:
             (total,) = sql(
@@ -403,15 +409,10 @@ def test_budgets_page_shows_a_rollover_budgets_carry(tt_home: Path, store_now: d
         write_calls(rt, CALLS, store_now)
         (spent,) = sql(rt, f"SELECT sum(cost_usd) FROM tokentrail.spans WHERE cost_usd IS NOT NULL AND timestamp >= {ts(month_start)}")[0]
         carry = 2 * Decimal(spent)  # carried in: the limit with it is twice this month's spend and $0.01
-        with open_store(rt.settings) as store:
-            store.client.command(
-                "INSERT INTO tokentrail.budget_events (timestamp, budget, event, spent_usd, limit_usd, estimated_cost_usd, period_start, message, event_id) "
-                f"VALUES ({ts(month_start)}, 'savings', 'carry', 0, 0.01, {carry}, {ts(month_start)}, 'carry', 'c1')"
-            )
-        dash_data.refresh()
-        at = app().run()
-        at.switch_page("views/budgets.py").run()
-        assert_clean(at)
+        at = _budgets_page_after_event(
+            rt, timestamp=ts(month_start), budget="'savings'", event="'carry'", spent_usd="0", limit_usd="0.01",
+            estimated_cost_usd=str(carry), period_start=ts(month_start), message="'carry'", event_id="'c1'",
+        )  # fmt: skip
         summary = at.dataframe[0].value
         assert list(summary["budget"]) == ["savings", "plain"]
         assert list(summary["allowance"]) == [f"carry +${format_usd(carry)}", "-"]

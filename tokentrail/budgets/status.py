@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from .. import clock
 from ..errors import format_usd as fmt_usd
-from ..queries.budgets import burndown_rows
+from ..queries.budgets import budget_events, burndown_rows
 from .allowances import CARRY, LOAN, OVERAGE, REPAY, Account, replay
 from .model import Budget, CompiledBudget, coerce_budgets, compile_budget, scope_value
 from .periods import CALENDAR, NS, Window, length_ns, window
@@ -112,12 +112,17 @@ def _dt(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / NS, tz=timezone.utc)
 
 
+def _carries(cb: CompiledBudget) -> bool:
+    """Its limit grows by the period's carry (rollover; a pool member's debt): as instances.Inst.carries."""
+    return cb.carry_cap_n is not None or cb.budget.pool is not None
+
+
 def _one(
     cb: CompiledBudget, w: Window, now: int, key: tuple[str, ...], s: Spend | None, label: str | None = None, acct: Account | None = None
 ) -> BudgetStatus:
     b = cb.budget
     acct = acct or Account()
-    carry = acct.carry_usd if cb.carry_cap_n is not None or b.pool is not None else Decimal(0)
+    carry = acct.carry_usd if _carries(cb) else Decimal(0)
     limit = cb.limit + carry  # what the ledger enforces this period
     spent = s.spent_usd if s else Decimal(0)
     forecast: Decimal | None = None
@@ -175,28 +180,22 @@ def status(store: Any, settings: Any, now: datetime | int | None = None) -> list
     accounts = _accounts(store, items)
     out: list[BudgetStatus] = []
     for cb, w in items:
-        start = None if cb.budget.period == "total" else _dt(w.start_ns).replace(tzinfo=None)
-
-        def acct(value: str, cb: CompiledBudget = cb, start: datetime | None = start) -> Account | None:
-            return accounts.get((cb.budget.name, value, start)) if start is not None else None
-
+        start = _dt(w.start_ns).replace(tzinfo=None)  # budget_events' period_start (naive UTC)
         if not cb.star:
-            out.append(_one(cb, w, now_ns, (), spend.get((cb.index, ())), acct=acct("")))
+            out.append(_one(cb, w, now_ns, (), spend.get((cb.index, ())), acct=accounts.get((cb.budget.name, "", start))))
             continue
         mine = sorted(((k, s) for (i, k), s in spend.items() if i == cb.index), key=lambda ks: (-ks[1].spent_usd, ks[0]))
         if not mine:
             out.append(_one(cb, w, now_ns, (), None, label="*"))
         for k, s in mine:
-            out.append(_one(cb, w, now_ns, k, s, acct=acct(scope_value(k))))
+            out.append(_one(cb, w, now_ns, k, s, acct=accounts.get((cb.budget.name, scope_value(k), start))))
     return out
 
 
 def _accounts(store: Any, items: Sequence[tuple[CompiledBudget, Window]]) -> dict[tuple[str, str, datetime], Account]:
     """This period's carries, loans and overage of the budgets that have them, from budget_events
     (one read, and none when no budget has an allowance, a rollover or a pool)."""
-    from ..queries.budgets import budget_events
-
-    mine = [(cb, w) for cb, w in items if cb.carry_cap_n is not None or cb.allowance_n is not None or cb.budget.pool is not None]
+    mine = [(cb, w) for cb, w in items if _carries(cb) or cb.allowance_n is not None]
     if not mine:
         return {}
     since = min(_dt(w.start_ns) for _, w in mine)
@@ -249,8 +248,6 @@ def _grain_in(tz: str, w: Window, now_ns: int) -> int:
 
 def recent_events(store: Any, *, budget: str | None = None, limit: int = 200, since: datetime | None = None) -> list[dict[str, Any]]:
     """The latest rows of the store's `budget_events`, newest first, as dicts."""
-    from ..queries.budgets import budget_events
-
     return budget_events(as_store(store), budget=budget, since=since, limit=limit)
 
 
